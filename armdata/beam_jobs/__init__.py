@@ -1,0 +1,1 @@
+"""armdata.beam_jobs."""

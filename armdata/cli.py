@@ -1,0 +1,84 @@
+"""The ``armdata`` command. Subcommands live in their own modules and are imported only when used.
+
+Every module named in COMMANDS provides ``configure(parser)`` and ``run(args, beam_args) -> int``.
+Flags a subcommand does not know are handed to it as ``beam_args`` (Beam pipeline options such as
+``--runner=DataflowRunner --project ...``); commands that run no Beam job reject them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from armdata.schemas.errors import ArmdataError
+
+# name -> (module, one-line help). One registry; a duplicate name is impossible in a dict literal.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "sources": ("armdata.beam_jobs.sources_cmd", "list, inspect and validate robot source files"),
+    "sample": ("armdata.beam_jobs.sample_cmd", "make the built-in synthetic RLDS sample"),
+    "stats": ("armdata.beam_jobs.stats", "action statistics job -> dataset_statistics.json"),
+    "decode-action": ("armdata.beam_jobs.actions_cmd", "decode an answer's action tokens to continuous actions"),
+    "sample-depth": ("armdata.beam_jobs.sample_depth", "write a seeded random sample of depth maps as shards"),
+    "train-depth-tokenizer": ("armdata.beam_jobs.train_depth", "train the depth VQ-VAE on sampled depth maps"),
+    "annotate": ("armdata.beam_jobs.annotate", "episodes -> reasoning samples in sharded WebDataset"),
+    "build": ("armdata.beam_jobs.build", "stats, annotate, index, card and audit in one command"),
+    "demo": ("armdata.beam_jobs.build", "the whole chain on the built-in sample, no download"),
+    "audit": ("armdata.beam_jobs.audit_cmd", "HTML report and audit.json for a finished output"),
+    "check": ("armdata.beam_jobs.audit_cmd", "check a finished output; non-zero exit on failure"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="armdata", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        mod = importlib.import_module(module)
+        configure = getattr(mod, f"configure_{name.replace('-', '_')}", None) or mod.configure
+        configure(p)
+    return parser
+
+
+def _parser_for(argv: list[str]) -> argparse.ArgumentParser:
+    """Build only the parser of the command asked for, so `armdata sources list` does not import torch."""
+    names = [a for a in argv if not a.startswith("-")]
+    if names and names[0] in COMMANDS:
+        parser = argparse.ArgumentParser(prog="armdata")
+        parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+        sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+        module, help_text = COMMANDS[names[0]]
+        p = sub.add_parser(names[0], help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        mod = importlib.import_module(module)
+        configure = getattr(mod, f"configure_{names[0].replace('-', '_')}", None) or mod.configure
+        configure(p)
+        return parser
+    return build_parser()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser_for(argv)
+    args, beam_args = parser.parse_known_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    mod = importlib.import_module(args._module)
+    run = getattr(mod, f"run_{args.command.replace('-', '_')}", None) or mod.run
+    accepts_beam = getattr(mod, "ACCEPTS_BEAM_ARGS", False)
+    if beam_args and not accepts_beam:
+        parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
+    try:
+        return int(run(args, beam_args) or 0)
+    except ArmdataError as e:
+        print(f"armdata {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
