@@ -76,13 +76,14 @@ class GripperPoint:
 @dataclass(frozen=True)
 class ActionAnnotation:
     """raw: canonical 7-D action; normalized: in [-1, 1] (gripper unnormalized, clipped); bins: np.digitize
-    output d in 1..256; ids: token ids (vocab_size - d); chunk_ids: [N][7] ids of this and the next N-1 steps
+    output d in 1..256; ids: token ids (vocab_size - d), the source of truth; chunk_ids: [N][7] ids of this and the next N-1 steps
     (padded with the last action) when chunks are on, else None."""
 
     raw: list[float]
     normalized: list[float]
     bins: list[int]
     ids: list[int]
+    symbols: list[str]  # the vocabulary's own symbols of `ids` (convert_ids_to_tokens), as they appear in text
     vocab_size: int
     chunk_ids: list[list[int]] | None = None
 

@@ -1,0 +1,153 @@
+"""Versioned text templates, rendered from a sample's structured annotation (no model needed to re-render).
+
+The ``reasoning`` and ``trajectory_conditioned`` wordings are MolmoAct's, character for character, from its
+released data loader; ``information_phrase`` chooses between the loader's "this information" (default) and the
+model card's "these information". The multi-view wording and the ``depth_only`` / ``trace_only`` auxiliary
+templates are armdata's own (marked ``origin="armdata"``).
+
+{T} instruction, {D} ``<DEPTH_START><DEPTH_k>x100<DEPTH_END>``, {trace} ``[[u, v], ...]``, {A} ``[s1, ..., s7]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+TEMPLATE_VERSION = "molmoact-1"
+
+
+@dataclass(frozen=True)
+class TemplateSettings:
+    information_phrase: str = "this"  # "this" (MolmoAct's loader) or "these" (its model card's example)
+    multi_view: bool = False  # the source stores extra views: use the "first image" wording
+
+
+@dataclass(frozen=True)
+class TextInputs:
+    instruction: str
+    depth: str | None  # rendered depth string, or None when the step has no depth codes
+    trace: str | None  # rendered trace, or None when the step has no trace
+    action: str  # rendered action symbols
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    origin: str  # "molmoact" (their wording) or "armdata" (ours)
+    needs: tuple[str, ...]  # inputs that must be present: "depth", "trace"
+    render: Callable[[TextInputs, TemplateSettings], tuple[str, str]]
+
+
+def _image(s: TemplateSettings) -> str:
+    return "the first image" if s.multi_view else "this image"
+
+
+def _views_clause(s: TemplateSettings) -> str:
+    return (
+        " The first image is the main view, along with other images from different camera views as additional"
+        " information."
+        if s.multi_view
+        else ""
+    )
+
+
+def _reasoning(x: TextInputs, s: TemplateSettings) -> tuple[str, str]:
+    img = _image(s)
+    the_img = "the first image" if s.multi_view else "the image"
+    prompt = (
+        f"The task is {x.instruction}. What is the action that the robot should take.{_views_clause(s)} "
+        f"To figure out the action that the robot should take to {x.instruction}, let's think through it step by "
+        f"step. First, what is the depth map for {img}? Second, what is the trajectory of the end effector? "
+        f"Based on the depth map of {the_img} and the trajectory of the end effector, what is the action that the "
+        f"robot should take?"
+    )
+    answer = (
+        f"The depth map of {the_img} is {x.depth}. The trajectory of the end effector is {x.trace}. "
+        f"Based on {s.information_phrase} information, the action that the robot should take is {x.action}."
+    )
+    return prompt, answer
+
+
+def _trajectory_conditioned(x: TextInputs, s: TemplateSettings) -> tuple[str, str]:
+    on = "on the first image" if s.multi_view else "on the image"
+    prompt = (
+        f"The task is {x.instruction}. Notice that the trajectory of the end effector is annotated {on}."
+        f"{_views_clause(s)} Based on the trajectory annotated {on}, what is the action that the robot should take?"
+    )
+    img = "the first image" if s.multi_view else "the image"
+    answer = (
+        f"Based on {img} and the annotated trajectory of the end effector, the action that the robot should "
+        f"take is {x.action}."
+    )
+    return prompt, answer
+
+
+def _depth_only(x: TextInputs, s: TemplateSettings) -> tuple[str, str]:
+    img = _image(s)
+    return (f"The task is {x.instruction}. What is the depth map for {img}?",
+            f"The depth map of {img.replace('this ', 'the ')} is {x.depth}.")
+
+
+def _trace_only(x: TextInputs, s: TemplateSettings) -> tuple[str, str]:
+    return (
+        f"The task is {x.instruction}. What is the trajectory of the end effector?",
+        f"The trajectory of the end effector is {x.trace}.",
+    )
+
+
+class TemplateRegistry:
+    """Strict: a duplicate name raises; an unknown name raises with the names that exist."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, Template] = {}
+
+    def register(self, t: Template) -> None:
+        if t.name in self._items:
+            raise ValueError(f"template {t.name!r} is already registered")
+        self._items[t.name] = t
+
+    def get(self, name: str) -> Template:
+        try:
+            return self._items[name]
+        except KeyError:
+            raise KeyError(f"unknown template {name!r}; known: {', '.join(self._items)}") from None
+
+    def names(self) -> list[str]:
+        return list(self._items)
+
+
+TEMPLATES = TemplateRegistry()
+TEMPLATES.register(Template("reasoning", "molmoact", ("depth", "trace"), _reasoning))
+TEMPLATES.register(Template("trajectory_conditioned", "molmoact", ("trace",), _trajectory_conditioned))
+TEMPLATES.register(Template("depth_only", "armdata", ("depth",), _depth_only))
+TEMPLATES.register(Template("trace_only", "armdata", ("trace",), _trace_only))
+
+
+def depth_text(codes) -> str:
+    """``<DEPTH_START><DEPTH_k>...<DEPTH_END>`` for 100 codes."""
+    return "<DEPTH_START>" + "".join(f"<DEPTH_{int(c)}>" for c in codes) + "<DEPTH_END>"
+
+
+def trace_text(points) -> str:
+    """``[[u, v], [u, v]]`` with integer coordinates in [0, 255]."""
+    return "[" + ", ".join(f"[{int(u)}, {int(v)}]" for u, v in points) + "]"
+
+
+def action_text(symbols) -> str:
+    """``[s1, s2, ..., s7]`` from the vocabulary's own symbols."""
+    return "[" + ", ".join(symbols) + "]"
+
+
+def applicable(inputs: TextInputs, names: list[str] | None = None) -> list[str]:
+    """The templates whose inputs this step has (a step without a trace has no trace templates)."""
+    have = {"depth": inputs.depth is not None, "trace": inputs.trace is not None}
+    return [n for n in (names or TEMPLATES.names()) if all(have[k] for k in TEMPLATES.get(n).needs)]
+
+
+def render_all(inputs: TextInputs, settings: TemplateSettings, names: list[str] | None = None) -> dict[str, dict[str, str]]:
+    """template name -> {"prompt", "answer"} for every applicable template."""
+    out = {}
+    for name in applicable(inputs, names):
+        prompt, answer = TEMPLATES.get(name).render(inputs, settings)
+        out[name] = {"prompt": prompt, "answer": answer}
+    return out
