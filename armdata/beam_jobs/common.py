@@ -16,7 +16,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pvalue import TaggedOutput
 
-from armdata.pipeline.read_rlds import EpisodeDecoder, iter_records, shard_paths
+from armdata.pipeline.read_rlds import EpisodeDecoder, episode_key, iter_records, shard_paths
 from armdata.pipeline.standardize import standardize
 from armdata.schemas.errors import ArmdataError, RecordError
 from armdata.schemas.source import SourceConfig
@@ -46,15 +46,31 @@ def make_pipeline(beam_args: list[str]) -> beam.Pipeline:
     return beam.Pipeline(runner=FnApiRunner(), options=opts)
 
 
-class ReadShardRecords(beam.DoFn):
-    """shard path -> (shard path, record index, serialized example) for every record in it."""
+SKIPPED = "skipped"
 
-    def __init__(self, source_name: str):
+
+class ReadShardRecords(beam.DoFn):
+    """shard path -> (shard path, record index, serialized example) for every record in it.
+
+    Episodes whose key is in ``skip`` (work already done, for resume) are not passed on: their key goes to the
+    ``skipped`` output instead, before anything is decoded.
+    """
+
+    def __init__(self, source_name: str, split: str = "train", skip: frozenset[str] = frozenset()):
         self.source_name = source_name
+        self.split = split
+        self.skip = skip
         self.records = beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"{source_name}/records_read")
+        self.skipped = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "episodes_skipped")
 
     def process(self, shard: str):
         for i, rec in iter_records(shard):
+            if self.skip:
+                key = episode_key(self.split, shard, i)
+                if key in self.skip:
+                    self.skipped.inc()
+                    yield TaggedOutput(SKIPPED, key)
+                    continue
             self.records.inc()
             yield shard, i, rec
 
@@ -89,18 +105,30 @@ def read_standard_episodes(p: beam.Pipeline, source: SourceConfig, label: str | 
     The source file is checked against the data's feature spec here, at construction, so a typo fails before
     any worker starts.
     """
+    episodes, failures, _ = read_standard_episodes_resumable(p, source, label)
+    return episodes, failures
+
+
+def read_standard_episodes_resumable(
+    p: beam.Pipeline, source: SourceConfig, label: str | None = None, skip: frozenset[str] = frozenset()
+):
+    """As read_standard_episodes, skipping episode keys in ``skip`` undecoded; also returns their keys."""
     label = label or source.name
     decoder = EpisodeDecoder(source)
     decoder.features
     shards = shard_paths(source, decoder.builder)
-    outs = (
+    records = (
         p
         | f"ListShards[{label}]" >> beam.Create(shards)
-        | f"ReadRecords[{label}]" >> beam.ParDo(ReadShardRecords(source.name))
+        | f"ReadRecords[{label}]" >> beam.ParDo(ReadShardRecords(source.name, source.data.split, skip))
+        .with_outputs(SKIPPED, main="records")
+    )
+    outs = (
+        records.records
         | f"Spread[{label}]" >> beam.Reshuffle()
         | f"Standardize[{label}]" >> beam.ParDo(DecodeAndStandardize(source)).with_outputs(FAILURES, main="episodes")
     )
-    return outs.episodes, outs[FAILURES]
+    return outs.episodes, outs[FAILURES], records[SKIPPED]
 
 
 def write_failures(failures, out_dir: str, label: str = "WriteFailures"):

@@ -123,21 +123,6 @@ TEMPLATES.register(Template("depth_only", "armdata", ("depth",), _depth_only))
 TEMPLATES.register(Template("trace_only", "armdata", ("trace",), _trace_only))
 
 
-def depth_text(codes) -> str:
-    """``<DEPTH_START><DEPTH_k>...<DEPTH_END>`` for 100 codes."""
-    return "<DEPTH_START>" + "".join(f"<DEPTH_{int(c)}>" for c in codes) + "<DEPTH_END>"
-
-
-def trace_text(points) -> str:
-    """``[[u, v], [u, v]]`` with integer coordinates in [0, 255]."""
-    return "[" + ", ".join(f"[{int(u)}, {int(v)}]" for u, v in points) + "]"
-
-
-def action_text(symbols) -> str:
-    """``[s1, s2, ..., s7]`` from the vocabulary's own symbols."""
-    return "[" + ", ".join(symbols) + "]"
-
-
 def applicable(inputs: TextInputs, names: list[str] | None = None) -> list[str]:
     """The templates whose inputs this step has (a step without a trace has no trace templates)."""
     have = {"depth": inputs.depth is not None, "trace": inputs.trace is not None}

@@ -1,0 +1,361 @@
+"""``armdata annotate``: episodes -> reasoning samples in sharded WebDataset, resumable, on Beam.
+
+ReadRecords -> Standardize -> Depth -> DepthCodes -> Trace -> Samples (statistics as a side input) -> one tar
+part per episode in the work folder -> shards. Finished episodes (their part exists for this config hash) are
+skipped before decoding; shards are assembled from the parts in key order with fixed tar metadata, so a resumed
+run ends with exactly the bytes of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import tarfile
+from dataclasses import dataclass
+
+import apache_beam as beam
+from apache_beam.pvalue import AsSingleton, TaggedOutput
+
+from armdata import __version__
+from armdata.beam_jobs.common import (
+    FAILURES,
+    METRICS_NAMESPACE,
+    check_failure_fraction,
+    counter_value,
+    make_pipeline,
+    read_standard_episodes_resumable,
+    write_failures,
+)
+from armdata.pipeline.annotate import (
+    DepthCodeStage,
+    DepthStage,
+    EpisodeWork,
+    SampleStage,
+    TraceStageRunner,
+    read_tar,
+    stage_error,
+    write_tar,
+)
+from armdata.pipeline.annotate_config import AnnotateConfig, load_config
+from armdata.pipeline.read_rlds import open_builder
+from armdata.schemas.errors import ArmdataError
+from armdata.schemas.sample import (
+    INDEX_FILE,
+    SHARDS_DIR,
+    ShardManifest,
+    SampleAnnotation,
+    shard_name,
+)
+from armdata.schemas.source import SourceConfig, resolve_source
+
+logger = logging.getLogger(__name__)
+
+ACCEPTS_BEAM_ARGS = True
+WORK_DIR = ".work"
+
+
+def episode_id(source: str, episode: str) -> str:
+    return f"{source}__{episode}"
+
+
+def shard_of(ep_id: str, num_shards: int) -> int:
+    """Episodes are assigned to shards by a hash of their id: stable across runs, runners and worker counts."""
+    return int(hashlib.sha256(ep_id.encode()).hexdigest()[:12], 16) % num_shards
+
+
+class StageFn(beam.DoFn):
+    """Runs one stage on whole episodes; the model loads once per worker in setup()."""
+
+    def __init__(self, stage, field_name: str):
+        self.stage = stage
+        self.field_name = field_name
+        self.failed = beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"{field_name}_failed")
+        self.frames = beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"{field_name}_frames")
+
+    def setup(self):
+        self.stage.setup()
+
+    def process(self, work: EpisodeWork):
+        try:
+            out = self.stage.process(work)
+        except Exception as e:  # a model error is a dead letter for this episode, not the end of the job
+            self.failed.inc()
+            yield TaggedOutput(FAILURES, stage_error(work, self.field_name, e).to_dict())
+            return
+        self.frames.inc(work.episode.num_steps)
+        yield out
+
+
+class WriteEpisodePart(beam.DoFn):
+    """Samples of one episode -> ``{parts}/{source}__{episode}.tar`` (atomic), then (shard index, episode id)."""
+
+    def __init__(self, stage: SampleStage, parts_dir: str, num_shards: int):
+        self.stage = stage
+        self.parts_dir = parts_dir
+        self.num_shards = num_shards
+        self.annotated = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "episodes_annotated")
+        self.samples = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "samples_written")
+        self.failed = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "samples_failed")
+
+    def setup(self):
+        self.stage.setup()
+
+    def process(self, work: EpisodeWork, statistics: dict):
+        try:
+            samples = self.stage.process(work, statistics)
+        except Exception as e:
+            self.failed.inc()
+            yield TaggedOutput(FAILURES, stage_error(work, "sample", e).to_dict())
+            return
+        ep_id = episode_id(work.episode.source, work.episode.episode_key)
+        write_tar(os.path.join(self.parts_dir, f"{ep_id}.tar"), samples)
+        self.annotated.inc()
+        self.samples.inc(len(samples))
+        yield shard_of(ep_id, self.num_shards), ep_id
+
+
+class WriteShard(beam.DoFn):
+    """(shard index, episode ids) -> the shard tar from the parts in id order, its manifest and index rows."""
+
+    def __init__(self, parts_dir: str, shards_dir: str, index_dir: str, num_shards: int, config_hash: str):
+        self.parts_dir = parts_dir
+        self.shards_dir = shards_dir
+        self.index_dir = index_dir
+        self.num_shards = num_shards
+        self.config_hash = config_hash
+
+    def process(self, item):
+        index, ep_ids = item
+        ep_ids = sorted({e for e in ep_ids if e is not None})
+        name = shard_name(index, self.num_shards)
+        samples = []
+        for ep_id in ep_ids:
+            samples.extend(read_tar(os.path.join(self.parts_dir, f"{ep_id}.tar")))
+        path = os.path.join(self.shards_dir, name)
+        write_tar(path, samples)
+        rows = []
+        for key, members in samples:
+            ann = json.loads(members["json"])
+            rows.append({"key": key, "shard": name, "source": ann["source"], "episode": ann["episode"],
+                         "step": ann["step"], "instruction": ann["instruction"], "flags": ann["flags"]})
+        manifest = ShardManifest(
+            shard=name, num_samples=len(samples), num_bytes=os.path.getsize(path), sha256=_sha256(path),
+            keys=[k for k, _ in samples], episodes=ep_ids, config_hash=self.config_hash,
+        )
+        _atomic_write(os.path.join(self.shards_dir, name[: -len(".tar")] + ".json"), manifest.to_json())
+        _atomic_write(os.path.join(self.index_dir, name + ".json"), json.dumps(rows))
+        yield name
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _atomic_write(path: str, text: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class AnnotateResult:
+    out_dir: str
+    config_hash: str
+    num_shards: int
+    shards: list[str]
+    episodes_total: int
+    episodes_annotated: int
+    episodes_skipped: int
+    episodes_failed: int
+    samples: int
+    provenance: dict
+
+
+def _episode_count(source: SourceConfig) -> int:
+    return int(open_builder(source).info.splits[source.data.split].num_examples)
+
+
+def _model_provenance(cfg: AnnotateConfig, sources: list[SourceConfig]) -> dict:
+    """Models, revisions and licences, read off the stages as workers will load them."""
+    depth = DepthStage(cfg, sources)
+    depth.setup()
+    codes = DepthCodeStage(cfg)
+    codes.setup()
+    trace = TraceStageRunner(cfg, sources)
+    trace.setup()
+    from armdata.annotators.action_tokenizer import ActionTokenizer
+
+    tok = ActionTokenizer.from_pretrained(cfg.actions.tokenizer)
+    return {
+        "depth": {"backends": depth.provenance(), "per_source": depth.backend_of},
+        "depth_tokenizer": codes.provenance(),
+        "trace": trace.provenance(),
+        "action_tokenizer": {"name_or_path": cfg.actions.tokenizer, "vocab_size": tok.vocab_size,
+                             "revision": getattr(tok, "revision", None)},
+    }
+
+
+def run_annotate(
+    sources: list[SourceConfig],
+    out_dir: str,
+    cfg: AnnotateConfig,
+    statistics: dict,
+    beam_args: list[str],
+) -> AnnotateResult:
+    """Run the job; returns counts. Resumes from ``OUT/.work/<config hash>`` when it exists."""
+    out_dir = os.path.abspath(out_dir)
+    config_hash = cfg.config_hash([s.fingerprint() for s in sources], __version__)
+    work = os.path.join(out_dir, WORK_DIR, config_hash)
+    parts_dir, index_dir = os.path.join(work, "episodes"), os.path.join(work, "index")
+    shards_dir = os.path.join(out_dir, SHARDS_DIR)
+    for d in (parts_dir, index_dir, shards_dir):
+        os.makedirs(d, exist_ok=True)
+    done = {f[: -len(".tar")] for f in os.listdir(parts_dir) if f.endswith(".tar")}
+    total = sum(_episode_count(s) for s in sources)
+    num_shards = max(1, math.ceil(total / cfg.output.episodes_per_shard))
+    provenance = _model_provenance(cfg, sources)
+    logger.info("annotate: %d episodes, %d already done (config %s), %d shards", total, len(done), config_hash,
+                num_shards)
+
+    p = make_pipeline(beam_args)
+    stats_side = p | "Statistics" >> beam.Create([statistics])
+    episodes, failures, skipped = [], [], []
+    for s in sources:
+        skip = frozenset(k.split("__", 1)[1] for k in done if k.split("__", 1)[0] == s.name)
+        e, f, sk = read_standard_episodes_resumable(p, s, s.name, skip)
+        episodes.append(e)
+        failures.append(f)
+        skipped.append(sk | f"Done[{s.name}]" >> beam.Map(lambda k, n=s.name: episode_id(n, k)))
+    eps = (episodes | "AllEpisodes" >> beam.Flatten()) | "Work" >> beam.Map(EpisodeWork)
+    stages = [
+        ("Depth", DepthStage(cfg, sources), "depth"),
+        ("DepthCodes", DepthCodeStage(cfg), "depth_codes"),
+        ("Trace", TraceStageRunner(cfg, sources), "trace"),
+    ]
+    for label, stage, field_name in stages:
+        res = eps | label >> beam.ParDo(StageFn(stage, field_name)).with_outputs(FAILURES, main="out")
+        eps = res.out
+        failures.append(res[FAILURES])
+    written = eps | "Samples" >> beam.ParDo(
+        WriteEpisodePart(SampleStage(cfg, config_hash), parts_dir, num_shards), AsSingleton(stats_side)
+    ).with_outputs(FAILURES, main="parts")
+    failures.append(written[FAILURES])
+    done_parts = (skipped | "AllSkipped" >> beam.Flatten()) | "DoneToShard" >> beam.Map(
+        lambda ep_id: (shard_of(ep_id, num_shards), ep_id)
+    )
+    every_shard = p | "EveryShard" >> beam.Create([(i, None) for i in range(num_shards)])
+    _ = (
+        (written.parts, done_parts, every_shard)
+        | "AllParts" >> beam.Flatten()
+        | "ByShard" >> beam.GroupByKey()
+        | "WriteShards" >> beam.ParDo(WriteShard(parts_dir, shards_dir, index_dir, num_shards, config_hash))
+    )
+    write_failures(failures | "AllFailures" >> beam.Flatten(), out_dir)
+    result = p.run()
+    result.wait_until_finish()
+
+    names = [shard_name(i, num_shards) for i in range(num_shards)]
+    _remove_stale(shards_dir, names)
+    rows = _write_index(out_dir, index_dir, names)
+    annotated = counter_value(result, "episodes_annotated")
+    skipped_n = counter_value(result, "episodes_skipped")
+    failed = sum(1 for _ in open(os.path.join(out_dir, "failures.jsonl"), encoding="utf-8"))
+    check_failure_fraction(failed, total, cfg.max_failure_fraction)
+    return AnnotateResult(out_dir, config_hash, num_shards, names, total, annotated, skipped_n, failed, rows,
+                          provenance)
+
+
+def _remove_stale(shards_dir: str, keep: list[str]) -> None:
+    """Shards of another config or shard count: a changed config never leaves old samples beside new ones."""
+    keep_set = set(keep) | {n[: -len(".tar")] + ".json" for n in keep}
+    for f in os.listdir(shards_dir):
+        if f not in keep_set:
+            os.remove(os.path.join(shards_dir, f))
+
+
+def _write_index(out_dir: str, index_dir: str, names: list[str]) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = []
+    for n in names:
+        with open(os.path.join(index_dir, n + ".json"), encoding="utf-8") as f:
+            rows.extend(json.load(f))
+    table = pa.Table.from_pylist(
+        rows,
+        schema=pa.schema([("key", pa.string()), ("shard", pa.string()), ("source", pa.string()),
+                          ("episode", pa.string()), ("step", pa.int32()), ("instruction", pa.string()),
+                          ("flags", pa.list_(pa.string()))]),
+    )
+    tmp = os.path.join(out_dir, INDEX_FILE + ".tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, os.path.join(out_dir, INDEX_FILE))
+    return len(rows)
+
+
+# -- CLI ---------------------------------------------------------------------------------------------------------
+
+def add_config_flags(parser) -> None:
+    parser.add_argument("--source", action="append", required=True, help="source file or known source name (repeatable)")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--config", help="annotate config YAML (see armdata/pipeline/annotate_config.py)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="override a config field")
+    parser.add_argument("--depth-model", help="Depth Anything hub id or local dir (default: the source's depth camera if any)")
+    parser.add_argument("--depth-tokenizer", help="VQ-VAE checkpoint (.pt in the AiT layout, or .safetensors)")
+    parser.add_argument("--tokenizer", help="action tokenizer hub id or local dir (default Qwen/Qwen2-7B)")
+    parser.add_argument("--trace-mode", choices=["track", "point-every-frame", "point-keyframes"])
+    parser.add_argument("--locator", help="projection | hint | pointer | auto")
+    parser.add_argument("--tracker", help="lk | cotracker | sam2")
+    parser.add_argument("--episodes-per-shard", type=int)
+    parser.add_argument("--max-failure-fraction", type=float)
+
+
+def config_from_args(args) -> AnnotateConfig:
+    return load_config(
+        args.config,
+        args.set,
+        **{
+            "depth.model": args.depth_model,
+            "depth_tokenizer.checkpoint": args.depth_tokenizer,
+            "actions.tokenizer": args.tokenizer,
+            "trace.mode": args.trace_mode,
+            "trace.locator": args.locator,
+            "trace.tracker": args.tracker,
+            "output.episodes_per_shard": args.episodes_per_shard,
+            "max_failure_fraction": args.max_failure_fraction,
+        },
+    )
+
+
+def configure(parser) -> None:
+    add_config_flags(parser)
+    parser.add_argument("--statistics", help="dataset_statistics.json from `armdata stats` (default: OUT's, else computed)")
+
+
+def load_statistics(path: str) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def run(args, beam_args) -> int:
+    sources = [resolve_source(s) for s in args.source]
+    cfg = config_from_args(args)
+    stats_path = args.statistics or cfg.actions.statistics or os.path.join(args.out, "dataset_statistics.json")
+    if not os.path.exists(stats_path):
+        raise ArmdataError(f"no action statistics at {stats_path}: run `armdata stats` first or use `armdata build`")
+    res = run_annotate(sources, args.out, cfg, load_statistics(stats_path), beam_args)
+    print(f"annotated {res.episodes_annotated} episodes ({res.episodes_skipped} already done, "
+          f"{res.episodes_failed} failed) -> {res.samples} samples in {res.num_shards} shards under "
+          f"{os.path.join(res.out_dir, SHARDS_DIR)}")
+    return 0

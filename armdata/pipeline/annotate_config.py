@@ -1,0 +1,107 @@
+"""The annotate job's one typed config: a YAML file, then flags, then ``--set section.field=value``.
+
+Its hash (with the source files' fingerprints and armdata's version) names the job's work folder: a rerun with
+the same hash resumes; a changed config starts a new folder and never mixes old and new samples.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from armdata.schemas.errors import ArmdataError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DepthSettings(_Section):
+    backend: Literal["auto", "depth-anything", "depth-camera"] = Field(
+        "auto", description="auto: the source's depth camera if it has one and no model is given, else the model"
+    )
+    model: str | None = Field(None, description="Depth Anything hub id or local dir (None: the default, Base)")
+    input_size: int = Field(518, description="model input size, a multiple of 14 (MolmoAct uses 518)")
+    device: str = Field("cpu", description="cpu or cuda; cuda absent fails at start, never a silent fallback")
+    max_batch_frames: int = Field(8, description="frames per model call (bounded memory)")
+
+
+class DepthTokenizerSettings(_Section):
+    checkpoint: str | None = Field(None, description="VQ-VAE checkpoint (.pt AiT layout or .safetensors); None: demo")
+
+
+class TraceSettings(_Section):
+    mode: Literal["track", "point-every-frame", "point-keyframes"] = "track"
+    locator: str = Field("auto", description="projection | hint | pointer | auto (projection if calibrated, else hint)")
+    tracker: str = Field("lk", description="lk (default, no weights) | cotracker | sam2")
+    keyframe_every: int = Field(10, description="point-keyframes: frames between pointer calls")
+    pointer_model: str | None = Field(None, description="pointing VLM hub id or local dir (pointer locator)")
+
+
+class ActionSettings(_Section):
+    tokenizer: str = Field("Qwen/Qwen2-7B", description="tokenizer whose last 256 ids are the action tokens")
+    chunk_size: int = Field(0, description="0: single-step actions (MolmoAct); N: also store chunks of N steps")
+    statistics: str | None = Field(None, description="dataset_statistics.json to use; None: computed by stats")
+
+
+class TemplateConfig(_Section):
+    names: list[str] = Field(
+        default_factory=lambda: ["reasoning", "trajectory_conditioned", "depth_only", "trace_only"],
+        description="templates rendered for every sample",
+    )
+    information_phrase: Literal["this", "these"] = Field("this", description="MolmoAct loader: this; card: these")
+    store_drawn_image: bool = Field(True, description="store traj.jpg (trace drawn) or only the points to draw")
+
+
+class OutputSettings(_Section):
+    episodes_per_shard: int = Field(32, description="shard count = ceil(episodes / this); episodes hashed to shards")
+    jpeg_quality: int = Field(95, description="only for images the source did not store as JPEG, and traj.jpg")
+
+
+class AnnotateConfig(_Section):
+    depth: DepthSettings = Field(default_factory=DepthSettings)
+    depth_tokenizer: DepthTokenizerSettings = Field(default_factory=DepthTokenizerSettings)
+    trace: TraceSettings = Field(default_factory=TraceSettings)
+    actions: ActionSettings = Field(default_factory=ActionSettings)
+    templates: TemplateConfig = Field(default_factory=TemplateConfig)
+    output: OutputSettings = Field(default_factory=OutputSettings)
+    max_failure_fraction: float = Field(0.05, description="the job fails only past this share of bad episodes")
+    torch_threads: int = Field(1, description="threads per worker; 1 keeps results identical across worker counts")
+
+    def config_hash(self, source_fingerprints: list[str], version: str) -> str:
+        body = {"config": self.model_dump(mode="json"), "sources": sorted(source_fingerprints), "version": version}
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _set_path(d: dict, dotted: str, value) -> None:
+    parts = dotted.split(".")
+    cur = d
+    for p in parts[:-1]:
+        cur = cur.setdefault(p, {})
+    cur[parts[-1]] = value
+
+
+def load_config(path: str | None = None, overrides: list[str] | None = None, **flags) -> AnnotateConfig:
+    """File, then ``flags`` (dotted names -> values, None ignored), then ``--set a.b=value`` overrides."""
+    raw: dict = {}
+    if path:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f) or {}
+    for dotted, value in flags.items():
+        if value is not None:
+            _set_path(raw, dotted, value)
+    for item in overrides or []:
+        if "=" not in item:
+            raise ArmdataError(f"--set {item!r}: expected section.field=value")
+        k, v = item.split("=", 1)
+        _set_path(raw, k.strip(), yaml.safe_load(v))
+    try:
+        return AnnotateConfig.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ArmdataError(f"annotate config {path or '(flags)'}: {where}: {err['msg']}") from None
