@@ -1,0 +1,121 @@
+"""The output's run record (``run.json``) and dataset card (``README.md``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import sys
+from typing import Any
+
+from armdata import __version__
+from armdata.schemas.sample import CARD_FILE, RUN_FILE, SHARDS_DIR
+from armdata.schemas.source import SourceConfig
+from armdata.schemas.templates import TEMPLATE_VERSION, TEMPLATES
+
+
+def write_run_record(out_dir: str, *, sources: list[SourceConfig], config: dict, config_hash: str,
+                     counts: dict, models: dict, argv: list[str] | None = None) -> dict:
+    """``run.json``: everything needed to say how the output was made (read by the audit and by people)."""
+    import apache_beam
+    import torch
+    import transformers
+
+    record = {
+        "armdata_version": __version__,
+        "command_line": " ".join(shlex.quote(a) for a in (argv if argv is not None else ["armdata", *sys.argv[1:]])),
+        "config": config,
+        "config_hash": config_hash,
+        "sources": [
+            {"name": s.name, "file": s.origin, "data_dir": s.data_dir(), "split": s.data.split,
+             "fingerprint": s.fingerprint()}
+            for s in sources
+        ],
+        "counts": counts,
+        "models": models,
+        "templates": {"version": TEMPLATE_VERSION, "names": TEMPLATES.names()},
+        "versions": {"python": platform.python_version(), "apache_beam": apache_beam.__version__,
+                     "torch": torch.__version__, "transformers": transformers.__version__},
+    }
+    _atomic_json(os.path.join(out_dir, RUN_FILE), record)
+    return record
+
+
+def _atomic_json(path: str, obj: Any) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, sort_keys=True, default=str)
+    os.replace(tmp, path)
+
+
+def _licences(models: dict) -> list[str]:
+    out = []
+    for name, prov in (models.get("depth", {}).get("backends") or {}).items():
+        out.append(f"- depth ({name}): {prov.get('model_id') or prov.get('model') or prov.get('camera') or ''} "
+                   f"revision {prov.get('revision') or 'n/a'}, licence {prov.get('licence') or prov.get('license') or 'n/a'}")
+    tok = models.get("depth_tokenizer", {})
+    out.append(f"- depth tokenizer: {tok.get('path')} (sha256 {str(tok.get('sha256'))[:16]}...)")
+    tr = models.get("trace", {})
+    cfg = tr.get("config", {})
+    out.append(f"- trace: mode {cfg.get('mode')}, locator {cfg.get('locator')}, tracker {cfg.get('tracker')}"
+               + (f", licence {tr.get('licence')}" if tr.get("licence") else ""))
+    at = models.get("action_tokenizer", {})
+    out.append(f"- action tokenizer: {at.get('name_or_path')} (vocab_size {at.get('vocab_size')}, "
+               f"revision {at.get('revision') or 'n/a'})")
+    return out
+
+
+def write_card(out_dir: str, record: dict) -> str:
+    """``README.md`` in the output: sources, counts, models (revision, licence), config and its hash, version,
+    command line, and how to read the shards."""
+    c = record["counts"]
+    lines = [
+        "# armdata dataset",
+        "",
+        "MolmoAct-style action-reasoning samples (depth tokens, end-effector trace, action tokens) in WebDataset "
+        "shards, made by armdata.",
+        "",
+        "## Sources",
+        *[f"- `{s['name']}`: {s['data_dir']} (split `{s['split']}`, source file {s['file']})" for s in record["sources"]],
+        "",
+        "## Counts",
+        f"- samples: {c.get('samples')}",
+        f"- episodes: {c.get('episodes_total')} in the sources; {c.get('episodes_annotated')} annotated in the last "
+        f"run, {c.get('episodes_skipped')} resumed from earlier runs, {c.get('episodes_failed')} failed "
+        f"(see `failures.jsonl`)",
+        f"- shards: {c.get('shards')} under `{SHARDS_DIR}/` (a manifest with count, bytes and sha256 beside each)",
+        "",
+        "## Models",
+        *_licences(record["models"]),
+        "",
+        "## Templates",
+        f"Version `{record['templates']['version']}`: {', '.join(record['templates']['names'])}. Every sample's "
+        "`json` member holds the structured annotation and the text of every template that applies to it.",
+        "",
+        "## Reproduce",
+        f"- armdata {record['armdata_version']}, config hash `{record['config_hash']}`",
+        f"- command: `{record['command_line']}`",
+        "- config:",
+        "",
+        "```json",
+        json.dumps(record["config"], indent=2, sort_keys=True),
+        "```",
+        "",
+        "## Read",
+        "",
+        "```python",
+        "import webdataset as wds",
+        f"ds = wds.WebDataset(sorted(glob.glob('{SHARDS_DIR}/*.tar')), shardshuffle=False).decode('rgb')",
+        "```",
+        "",
+        "`index.parquet` has one row per sample; `dataset_statistics.json` the action statistics (OpenVLA/MolmoAct "
+        "layout); `audit/index.html` the audit report.",
+        "",
+    ]
+    path = os.path.join(out_dir, CARD_FILE)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines))
+    os.replace(tmp, path)
+    return path
