@@ -82,11 +82,10 @@ def test_molmoact_parsers_recover_codes_trace_and_symbols_from_every_answer(mult
     assert set(texts) == set(TEMPLATES.names())
     for name, t in texts.items():
         answer = t["answer"]
-        needs = TEMPLATES.get(name).needs
-        if "depth" in needs:
+        if name in ("reasoning", "depth_only"):
             (depth,) = extract_depth_string(answer)
             assert [int(k) for k in re.findall(r"<DEPTH_(\d+)>", depth)] == GOLDEN["depth_codes"]
-        if "trace" in needs:
+        if name in ("reasoning", "trace_only"):
             assert extract_trace_lists(answer) == [GOLDEN["trace"]]
         if name in ("reasoning", "trajectory_conditioned"):
             assert extract_action_token_lists(answer) == [GOLDEN["action_symbols"]]
