@@ -30,8 +30,10 @@ is bit-for-bit reproducible.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import io
 import json
 import logging
 import os
@@ -584,14 +586,12 @@ def _script(layout: Layout, rng: np.random.Generator, steps: int) -> list[_Pose]
     """Poses at steps 0..T-1: keyframes joined by eased straight moves, sampled at even times."""
     pick_c = layout.centers[layout.pick]
     pick_yaw = float(layout.yaws[layout.pick])
-    surface = 2 * BLOCK_HALF if layout.place_on is not None else 0.0
     home = np.array([rng.uniform(0.38, 0.46), rng.uniform(-0.08, 0.08), HOVER_Z + rng.uniform(0.0, 0.04)])
     home_yaw = float(rng.uniform(-0.1, 0.1))
     above_pick = np.array([pick_c[0], pick_c[1], HOVER_Z])
     at_pick = np.array([pick_c[0], pick_c[1], GRASP_Z])
     above_place = np.array([layout.place_xy[0], layout.place_xy[1], HOVER_Z])
-    # +1 mm so that the placed block rests on, not in, its support.
-    at_place = np.array([layout.place_xy[0], layout.place_xy[1], GRASP_Z + surface + 0.001])
+    at_place = np.array([layout.place_xy[0], layout.place_xy[1], _place_height(layout)])
     retreat = above_place + np.array([0.0, 0.0, 0.03])
     keys = [  # (grip, yaw, opening, carried) at the END of each segment; the first entry is the start
         (home, home_yaw, 1.0, False),
@@ -637,33 +637,35 @@ def _scene(layout: Layout, pose: _Pose, grasp: tuple[np.ndarray, float] | None) 
     return boxes
 
 
+def _place_height(layout: Layout) -> float:
+    """Grip frame height when the moved block is put down (+1 mm so that it rests on, not in, its support)."""
+    surface = 2 * BLOCK_HALF if layout.place_on is not None else 0.0
+    return GRASP_Z + surface + 0.001
+
+
 def _episode_scenes(layout: Layout, poses: list[_Pose]) -> list[list[Box]]:
-    """The scene at every step: the picked block rests, rides with the gripper, then rests where it was put."""
+    """The scene at every step: the picked block rests, rides with the gripper, then rests where it was put.
+
+    The grasp is taken from the keyframes (grip frame at the grasp pose), not from whichever step happens to be
+    sampled first, so the block sits in the same place in the hand and lands exactly on its support at any T.
+    """
     pick_c = layout.centers[layout.pick]
-    pick_yaw = float(layout.yaws[layout.pick])
-    # Grasp pose of the block in the grip frame, fixed at the first carried step.
-    first = next((p for p in poses if p.carried), None)
-    grasp = None
-    if first is not None:
-        grasp = (_rot_z(first.yaw).T @ (pick_c - first.grip), pick_yaw - first.yaw)
+    # The block in the grip frame: the gripper grasps straight over it, aligned with its yaw.
+    grasp = (np.array([0.0, 0.0, pick_c[2] - GRASP_Z]), 0.0)
+    placed_c = np.array([layout.place_xy[0], layout.place_xy[1], _place_height(layout) + grasp[0][2]])
+    centers = layout.centers.copy()
+    yaws = layout.yaws.copy()
+    centers[layout.pick] = placed_c
+    yaws[layout.pick] = layout.place_yaw
+    moved = Layout(**{**layout.__dict__, "centers": centers, "yaws": yaws})
     scenes = []
-    placed: tuple[np.ndarray, float] | None = None
     was_carried = False
     for p in poses:
         if p.carried:
             scenes.append(_scene(layout, p, grasp))
-            placed = (p.grip + _rot_z(p.yaw) @ grasp[0], p.yaw + grasp[1])
             was_carried = True
-            continue
-        if was_carried and placed is not None:
-            centers = layout.centers.copy()
-            yaws = layout.yaws.copy()
-            centers[layout.pick] = placed[0]
-            yaws[layout.pick] = placed[1]
-            moved = Layout(**{**layout.__dict__, "centers": centers, "yaws": yaws})
-            scenes.append(_scene(moved, p, None))
         else:
-            scenes.append(_scene(layout, p, None))
+            scenes.append(_scene(moved if was_carried else layout, p, None))
     return scenes
 
 
@@ -848,15 +850,20 @@ def _write_rlds(data_dir: Path, episodes: int, steps: int, seed: int, height: in
         ep = make_episode(seed, i, steps, height, width)
         examples.append((f"episode_{i:04d}", _example(ep, seed)))
         logger.debug("rendered episode %d: %s", i, ep.instruction)
-    tfds.dataset_builders.store_as_tfds_dataset(
-        name=SAMPLE_NAME,
-        version=SAMPLE_VERSION,
-        features=sample_features(height, width),
-        split_datasets={SAMPLE_SPLIT: examples},
-        data_dir=str(data_dir),
-        description="armdata's built-in synthetic sample: a rendered pick-and-place world with ground truth.",
-        disable_shuffling=True,
-    )
+    # tfds prints its "Downloading and preparing" banner to stdout; keep stdout for the caller's results.
+    banner = io.StringIO()
+    with contextlib.redirect_stdout(banner):
+        tfds.dataset_builders.store_as_tfds_dataset(
+            name=SAMPLE_NAME,
+            version=SAMPLE_VERSION,
+            features=sample_features(height, width),
+            split_datasets={SAMPLE_SPLIT: examples},
+            data_dir=str(data_dir),
+            description="armdata's built-in synthetic sample: a rendered pick-and-place world with ground truth.",
+            disable_shuffling=True,
+        )
+    for line in banner.getvalue().splitlines():
+        logger.debug("tfds: %s", line)
     return data_dir / SAMPLE_NAME / SAMPLE_VERSION
 
 
