@@ -28,8 +28,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     if args.sample_command == "make":
-        path = make_sample(args.out, episodes=args.episodes, steps=args.steps, seed=args.seed, height=args.height,
-                           width=args.width, overwrite=args.overwrite)
+        path = make_sample(args.out, episodes=args.episodes, steps=args.steps, seed=args.seed,
+                           height=args.height, width=args.width, overwrite=args.overwrite)
         print(path)
         return 0
     raise AssertionError(f"unhandled sample action {args.sample_command!r}")  # argparse allows only 'make'

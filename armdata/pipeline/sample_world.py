@@ -1,31 +1,31 @@
 """The built-in sample: a small synthetic RLDS dataset rendered from a simple 3D world, no download needed.
 
-A fixed pinhole camera looks obliquely down at a table with a few coloured blocks. A two-finger gripper on an arm
-(a tall box going up out of view) picks one block and places it on another block or on one side of the table.
-Because everything is rendered from one scene description, the RGB frame, the depth-camera frame, the end
-effector's state, the delta actions, the gripper opening and the instruction all agree, and the episode metadata
-carries exact ground truth: the pixel of the tracked end-effector point at every step and whether it is visible.
-Trace fidelity and depth quality of the real pipeline are measured against that ground truth.
+A fixed pinhole camera looks obliquely down at a table with a few coloured blocks. A two-finger gripper on an
+arm (a tall box going up out of view) picks one block and places it on another block or on one side of the
+table. Because everything is rendered from one scene description, the RGB frame, the depth-camera frame, the
+end effector's state, the delta actions, the gripper opening and the instruction all agree, and the episode
+metadata carries exact ground truth: the pixel of the tracked end-effector point at every step and whether it
+is visible. Trace fidelity and depth quality of the real pipeline are measured against that ground truth.
 
 Conventions (shared with ``sources/sample.yaml`` and :func:`sample_calibration`):
 
 - World frame = robot base frame, metres: x forward (away from the robot, towards the camera), y left, z up;
   the table top is the plane z = 0.
-- Camera frame: x right, y down, z forward. Pixel (u, v): u = column (x right), v = row (y down); pixel centres
-  lie at integer coordinates (OpenCV), so ``cx = (W - 1) / 2``. Depth is the camera-frame z of the surface (as a
-  depth camera reports it), not the ray length; 0 where a ray hits nothing.
-- The end-effector position (``state[:3]``) IS the tracked point: the centre of the palm's front face, the face
-  that looks at the camera. It is a visible point on the gripper body (never the empty space between the
+- Camera frame: x right, y down, z forward. Pixel (u, v): u = column (x right), v = row (y down); pixel
+  centres lie at integer coordinates (OpenCV), so ``cx = (W - 1) / 2``. Depth is the camera-frame z of the
+  surface (as a depth camera reports it), not the ray length; 0 where a ray hits nothing.
+- The end-effector position (``state[:3]``) IS the tracked point: the centre of the palm's front face, the
+  face that looks at the camera. It is a visible point on the gripper body (never the empty space between the
   fingers), it carries a checker corner so that a point tracker can lock onto it, and
   ``gripper_uv == project(state[:3])``.
-- State ``[x, y, z, roll, pitch, yaw, gripper_open]``; action ``[dx, dy, dz, droll, dpitch, dyaw, gripper]`` with
-  ``action[t, :6] = state[t + 1, :6] - state[t, :6]`` (zero at the last step) and ``action[t, 6]`` the absolute
-  gripper target (1 = open, 0 = closed).
+- State ``[x, y, z, roll, pitch, yaw, gripper_open]``; action ``[dx, dy, dz, droll, dpitch, dyaw, gripper]``
+  with ``action[t, :6] = state[t + 1, :6] - state[t, :6]`` (zero at the last step) and ``action[t, 6]`` the
+  absolute gripper target (1 = open, 0 = closed).
 
 The renderer is vectorised numpy ray casting: a ray-plane test for the table and a slab test in each box's own
-frame for the blocks, palm, fingers and arm, with a z-buffer, Lambert shading and procedural textures attached to
-the objects (so optical flow has features that move with them). Every episode is seeded by ``(seed, index)`` and
-is bit-for-bit reproducible.
+frame for the blocks, palm, fingers and arm, with a z-buffer, Lambert shading and procedural textures attached
+to the objects (so optical flow has features that move with them). Every episode is seeded by ``(seed,
+index)`` and is bit-for-bit reproducible.
 """
 
 from __future__ import annotations
@@ -52,13 +52,13 @@ logger = logging.getLogger(__name__)
 SAMPLE_NAME = "armdata_sample"
 SAMPLE_VERSION = "1.0.0"
 SAMPLE_SPLIT = "train"
-# Steps per second of the scripted motion (a typical tabletop control rate); sources/sample.yaml says the same.
+# Steps per second of the scripted motion (a typical tabletop rate); sources/sample.yaml says the same.
 CONTROL_HZ = 5.0
 DEFAULT_PARAMS: dict[str, int] = {"episodes": 6, "steps": 40, "seed": 0, "height": 128, "width": 160}
 
-# ---------------------------------------------------------------------------------------------------- camera
-# The camera sits in front of the table (large x), above it, and looks back towards the robot: the gripper's front
-# face (+x) faces it, the fingers open left-right in the image, and the arm leaves the image at the top.
+# ----------------------------------------------------------------------------------------------------- camera
+# The camera sits in front of the table (large x), above it, and looks back towards the robot: the gripper's
+# front face (+x) faces it, the fingers open left-right in the image, and the arm leaves the image at the top.
 CAMERA_EYE = (1.1, 0.0, 0.65)
 CAMERA_TARGET = (0.45, 0.0, 0.05)
 # fx = fy = FOCAL_PER_WIDTH * W: about a 51 degree horizontal field of view at any resolution.
@@ -106,7 +106,7 @@ def _intrinsics(calib: dict) -> tuple[float, float, float, float]:
 
 
 def project(points_base: np.ndarray, calib: dict) -> np.ndarray:
-    """Pixels (u, v) [N, 2] of base-frame points [N, 3] (pinhole, no distortion); NaN for points behind the camera."""
+    """Pixels (u, v) [N, 2] of base-frame points [N, 3] (pinhole, no distortion); NaN behind the camera."""
     pts = np.asarray(points_base, dtype=np.float64).reshape(-1, 3)
     t = np.asarray(calib["camera_from_base"], dtype=np.float64)
     cam = pts @ t[:3, :3].T + t[:3, 3]
@@ -125,12 +125,12 @@ def camera_depth(points_base: np.ndarray, calib: dict) -> np.ndarray:
     return pts @ t[2, :3] + t[2, 3]
 
 
-# ----------------------------------------------------------------------------------------------------- scene
+# ------------------------------------------------------------------------------------------------------ scene
 # Part ids in the id buffer. Blocks get BLOCK_ID0 + their index.
 MISS_ID, TABLE_ID, PALM_ID, FINGER_L_ID, FINGER_R_ID, ARM_ID, BLOCK_ID0 = -1, 0, 1, 2, 3, 4, 10
 GRIPPER_IDS = (PALM_ID, FINGER_L_ID, FINGER_R_ID)
 
-# name -> linear RGB albedo in [0, 1]. The gripper is magenta: no block and not the table has red AND blue high.
+# name -> linear RGB albedo in [0, 1]. The gripper is magenta: no block, nor the table, has red AND blue high.
 BLOCK_COLOURS: dict[str, tuple[float, float, float]] = {
     "red": (0.85, 0.12, 0.10),
     "green": (0.15, 0.65, 0.20),
@@ -143,8 +143,8 @@ ARM_COLOUR = (0.55, 0.56, 0.60)
 TABLE_COLOUR = (0.62, 0.46, 0.30)
 SKY_COLOUR = (0.80, 0.82, 0.85)
 
-# Gripper geometry (metres). The grip frame G is the centre of the palm's bottom face; its x axis points at the
-# camera (yaw 0), the fingers open along its y axis and hang down along -z.
+# Gripper geometry (metres). The grip frame G is the centre of the palm's bottom face; its x axis points at
+# the camera (yaw 0), the fingers open along its y axis and hang down along -z.
 PALM_HALF = (0.03, 0.08, 0.035)  # depth (x), width (y), height (z)
 FINGER_HALF = (0.015, 0.008, 0.035)  # fingers are 7 cm long
 ARM_HALF_XY = 0.022
@@ -160,7 +160,7 @@ AMBIENT, DIFFUSE = 0.42, 0.58
 
 @dataclass(frozen=True)
 class Box:
-    """An oriented box: centre (m, base frame), yaw about z (rad), half extents (m), albedo and texture kind."""
+    """An oriented box: centre (m, base frame), yaw about z (rad), half extents (m), albedo, texture kind."""
 
     part_id: int
     center: tuple[float, float, float]
@@ -176,7 +176,7 @@ def _rot_z(yaw: float) -> np.ndarray:
 
 
 def eef_point(grip: np.ndarray, yaw: float) -> np.ndarray:
-    """The tracked end-effector point (centre of the palm's camera-facing face) for grip frame origin `grip`."""
+    """The tracked end-effector point (centre of the palm's camera-facing face) for grip frame `grip`."""
     return np.asarray(grip, dtype=np.float64) + _rot_z(yaw) @ np.array([PALM_HALF[0], 0.0, PALM_HALF[2]])
 
 
@@ -202,7 +202,7 @@ def gripper_boxes(grip: np.ndarray, yaw: float, opening: float, closed_gap: floa
     return out
 
 
-# ------------------------------------------------------------------------------------------------- ray casting
+# ------------------------------------------------------------------------------------------------ ray casting
 def _hash01(ix: np.ndarray, iy: np.ndarray, salt: int) -> np.ndarray:
     """A deterministic pseudo-random value in [0, 1) per integer lattice cell."""
     h = (ix.astype(np.int64) * 73856093) ^ (iy.astype(np.int64) * 19349663) ^ (salt * 83492791)
@@ -212,7 +212,7 @@ def _hash01(ix: np.ndarray, iy: np.ndarray, salt: int) -> np.ndarray:
 
 
 def _value_noise(x: np.ndarray, y: np.ndarray, salt: int) -> np.ndarray:
-    """Smooth value noise in [0, 1) with unit cell size (bilinear over hashed lattice values, smoothstep weights)."""
+    """Smooth value noise in [0, 1), unit cells (bilinear over hashed lattice values, smoothstep weights)."""
     ix, iy = np.floor(x), np.floor(y)
     fx, fy = x - ix, y - iy
     fx, fy = fx * fx * (3 - 2 * fx), fy * fy * (3 - 2 * fy)
@@ -384,7 +384,7 @@ def _camera_rays(calib: dict, us: np.ndarray, vs: np.ndarray) -> tuple[np.ndarra
 
 @dataclass(frozen=True)
 class Frame:
-    """One rendered frame: rgb uint8 [H, W, 3], depth float32 [H, W] metres (0 = no return), part int8 [H, W]."""
+    """One rendered frame: rgb uint8 [H, W, 3], depth float32 [H, W] m (0 = no return), part int8 [H, W]."""
 
     rgb: np.ndarray
     depth: np.ndarray
@@ -424,10 +424,10 @@ def _background(calib_json: str, supersample: int) -> tuple[np.ndarray, np.ndarr
 def render(boxes: list[Box], calib: dict, supersample: int = 3, cull: bool = True) -> Frame:
     """Render the table and `boxes` through the camera `calib`.
 
-    Colour is the mean of ``supersample x supersample`` rays per pixel (anti-aliased, so textures do not shimmer
-    under motion); depth and part ids come from the ray through the pixel centre (``supersample`` odd) or from
-    the nearest sub-pixel ray, so depth is that of a surface actually seen in that pixel. `cull=False` tests
-    every ray against every box (same image, slower; for checking the culling).
+    Colour is the mean of ``supersample x supersample`` rays per pixel (anti-aliased, so textures do not
+    shimmer under motion); depth and part ids come from the ray through the pixel centre (``supersample`` odd)
+    or from the nearest sub-pixel ray, so depth is that of a surface actually seen in that pixel. `cull=False`
+    tests every ray against every box (same image, slower; for checking the culling).
     """
     h = int(calib["intrinsics"]["height"])
     w = int(calib["intrinsics"]["width"])
@@ -441,7 +441,9 @@ def render(boxes: list[Box], calib: dict, supersample: int = 3, cull: bool = Tru
     part = np.where(np.isfinite(bg_t[centre]), TABLE_ID, MISS_ID).astype(np.int8)
     for i, (du, dv) in enumerate(offsets):
         us, vs = uu + du, vv + dv
-        masks = [None if r is None else (us >= r[0]) & (us <= r[1]) & (vs >= r[2]) & (vs <= r[3]) for r in rects]
+        masks = [
+            None if r is None else (us >= r[0]) & (us <= r[1]) & (vs >= r[2]) & (vs <= r[3]) for r in rects
+        ]
         if any(m is None for m in masks):
             sel = np.arange(h * w)
         else:
@@ -459,12 +461,13 @@ def render(boxes: list[Box], calib: dict, supersample: int = 3, cull: bool = Tru
                 part[sel] = hits.part
         lin += col
     lin /= len(offsets)
-    return Frame(_to_srgb_u8(lin).reshape(h, w, 3), depth.reshape(h, w).astype(np.float32), part.reshape(h, w))
+    rgb = _to_srgb_u8(lin).reshape(h, w, 3)
+    return Frame(rgb, depth.reshape(h, w).astype(np.float32), part.reshape(h, w))
 
 
 def point_visible(point: np.ndarray, part_id: int, boxes: list[Box], calib: dict) -> bool:
-    """Whether base-frame `point`, lying on the surface of part `part_id`, is seen by the camera (in the image and
-    not hidden behind anything)."""
+    """Whether base-frame `point`, lying on the surface of part `part_id`, is seen by the camera (in the image
+    and not hidden behind anything)."""
     uv = project(np.asarray(point)[None], calib)[0]
     h = calib["intrinsics"]["height"]
     w = calib["intrinsics"]["width"]
@@ -476,7 +479,7 @@ def point_visible(point: np.ndarray, part_id: int, boxes: list[Box], calib: dict
     return bool(hit.part[0] == part_id and abs(hit.t[0] - z) < 1e-6)
 
 
-# ---------------------------------------------------------------------------------------------- scripted episodes
+# ------------------------------------------------------------------------------------------ scripted episodes
 @dataclass(frozen=True)
 class Layout:
     """Where the blocks are and what the episode does with them."""
@@ -618,7 +621,8 @@ def _script(layout: Layout, rng: np.random.Generator, steps: int) -> list[_Pose]
         yaw = y0 + (y1 - y0) * e
         opening = o0 + (o1 - o0) * float(np.clip(s, 0.0, 1.0))
         # The block is held from the moment the fingers have closed until they start to open.
-        carried = name in ("lift", "carry", "lower") or (name == "close" and s >= 1.0) or (name == "open" and s <= 0.0)
+        carried = name in ("lift", "carry", "lower")
+        carried |= (name == "close" and s >= 1.0) or (name == "open" and s <= 0.0)
         out.append(_Pose(grip, float(yaw), float(opening), carried))
     return out
 
@@ -646,8 +650,9 @@ def _place_height(layout: Layout) -> float:
 def _episode_scenes(layout: Layout, poses: list[_Pose]) -> list[list[Box]]:
     """The scene at every step: the picked block rests, rides with the gripper, then rests where it was put.
 
-    The grasp is taken from the keyframes (grip frame at the grasp pose), not from whichever step happens to be
-    sampled first, so the block sits in the same place in the hand and lands exactly on its support at any T.
+    The grasp is taken from the keyframes (grip frame at the grasp pose), not from whichever step happens to
+    be sampled first, so the block sits in the same place in the hand and lands exactly on its support at
+    any number of steps.
     """
     pick_c = layout.centers[layout.pick]
     # The block in the grip frame: the gripper grasps straight over it, aligned with its yaw.
@@ -675,7 +680,9 @@ def _visible_fraction(layout: Layout, poses: list[_Pose], calib: dict) -> float:
     return float(np.mean(vis))
 
 
-def plan_episode(seed: int, index: int, steps: int, calib: dict) -> tuple[Layout, list[_Pose], list[list[Box]]]:
+def plan_episode(
+    seed: int, index: int, steps: int, calib: dict
+) -> tuple[Layout, list[_Pose], list[list[Box]]]:
     """The layout, the gripper pose at every step and the scene (boxes) at every step of episode `index`.
 
     Layouts in which the tracked point would be hidden for more than 10% of the steps are redrawn (seeded), so
@@ -698,7 +705,7 @@ def plan_episode(seed: int, index: int, steps: int, calib: dict) -> tuple[Layout
 
 def make_episode(seed: int, index: int, steps: int = 40, height: int = 128, width: int = 160,
                  supersample: int = 3) -> SampleEpisode:
-    """Script and render episode `index` of the sample with `seed` (independent of how many episodes are made)."""
+    """Script and render episode `index` of the sample with `seed` (independent of the episode count)."""
     if steps < 2:
         raise ArmdataError(f"the sample needs at least 2 steps per episode, got {steps}")
     calib = sample_calibration(height, width)
@@ -734,7 +741,7 @@ def make_episode(seed: int, index: int, steps: int = 40, height: int = 128, widt
     )
 
 
-# -------------------------------------------------------------------------------------------------- RLDS writer
+# ------------------------------------------------------------------------------------------------ RLDS writer
 def sample_features(height: int = 128, width: int = 160):
     """The tfds feature spec of the sample (RLDS layout)."""
     import tensorflow_datasets as tfds
@@ -746,16 +753,18 @@ def sample_features(height: int = 128, width: int = 160):
                 {
                     "observation": f.FeaturesDict(
                         {
-                            "image": f.Image(shape=(height, width, 3), dtype=np.uint8, encoding_format="jpeg"),
-                            "depth": f.Image(shape=(height, width, 1), dtype=np.uint16, encoding_format="png",
+                            "image": f.Image(shape=(height, width, 3), dtype=np.uint8,
+                                             encoding_format="jpeg"),
+                            "depth": f.Image(shape=(height, width, 1), dtype=np.uint16,
+                                             encoding_format="png",
                                              doc="depth camera, millimetres (0 = no return)"),
                             "state": f.Tensor(shape=(7,), dtype=np.float32,
-                                              doc="x y z (m, base frame; the tracked palm point) roll pitch yaw "
-                                                  "(rad) gripper_open (1 = open)"),
+                                              doc="x y z (m, base frame; the tracked palm point) "
+                                                  "roll pitch yaw (rad) gripper_open (1 = open)"),
                         }
                     ),
                     "action": f.Tensor(shape=(7,), dtype=np.float32,
-                                       doc="dx dy dz droll dpitch dyaw, gripper target (1 = open, 0 = closed)"),
+                                       doc="dx dy dz droll dpitch dyaw, gripper target (1 open, 0 closed)"),
                     "language_instruction": f.Text(),
                     "is_first": f.Scalar(dtype=np.bool_),
                     "is_last": f.Scalar(dtype=np.bool_),
@@ -769,9 +778,9 @@ def sample_features(height: int = 128, width: int = 160):
                     "file_path": f.Text(),
                     "episode_id": f.Scalar(dtype=np.int32),
                     "gripper_uv": f.Tensor(shape=(None, 2), dtype=np.float32,
-                                           doc="ground-truth pixel (u right, v down) of the tracked point per step"),
+                                           doc="true pixel (u right, v down) of the tracked point per step"),
                     "gripper_visible": f.Tensor(shape=(None,), dtype=np.bool_,
-                                                doc="False where the tracked point is hidden or outside the image"),
+                                                doc="False where the tracked point is hidden or off-image"),
                 }
             ),
         }
@@ -812,12 +821,12 @@ def _example(ep: SampleEpisode, seed: int) -> dict:
     }
 
 
-def make_sample(out_dir: str | os.PathLike, episodes: int = 6, steps: int = 40, seed: int = 0, height: int = 128,
-                width: int = 160, overwrite: bool = False) -> str:
+def make_sample(out_dir: str | os.PathLike, episodes: int = 6, steps: int = 40, seed: int = 0,
+                height: int = 128, width: int = 160, overwrite: bool = False) -> str:
     """Write the sample as an RLDS builder dir under `out_dir` and return it (``OUT/armdata_sample/1.0.0``).
 
-    The dataset is built in a temporary folder beside the target and renamed into place, so a reader never sees
-    a half-written dataset. An existing result is an error unless `overwrite`.
+    The dataset is built in a temporary folder beside the target and renamed into place, so a reader never
+    sees a half-written dataset. An existing result is an error unless `overwrite`.
     """
     if episodes < 1:
         raise ArmdataError(f"the sample needs at least 1 episode, got {episodes}")
@@ -838,7 +847,8 @@ def make_sample(out_dir: str | os.PathLike, episodes: int = 6, steps: int = 40, 
             os.rename(built, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    logger.info("wrote the sample (%d episodes x %d steps, %dx%d) to %s", episodes, steps, height, width, final)
+    logger.info("wrote the sample (%d episodes x %d steps, %dx%d) to %s", episodes, steps, height, width,
+                final)
     return str(final)
 
 
@@ -859,7 +869,7 @@ def _write_rlds(data_dir: Path, episodes: int, steps: int, seed: int, height: in
             features=sample_features(height, width),
             split_datasets={SAMPLE_SPLIT: examples},
             data_dir=str(data_dir),
-            description="armdata's built-in synthetic sample: a rendered pick-and-place world with ground truth.",
+            description="armdata's built-in synthetic sample: a rendered pick-and-place world, ground truth.",
             disable_shuffling=True,
         )
     for line in banner.getvalue().splitlines():
@@ -867,7 +877,7 @@ def _write_rlds(data_dir: Path, episodes: int, steps: int, seed: int, height: in
     return data_dir / SAMPLE_NAME / SAMPLE_VERSION
 
 
-# --------------------------------------------------------------------------------------------- built-in datasets
+# ------------------------------------------------------------------------------------------ built-in datasets
 # name -> parameters of make_sample. One registry; `builtin:<name>` in a source file's data.dir resolves here.
 BUILTIN_DATASETS: dict[str, dict[str, int]] = {"sample": dict(DEFAULT_PARAMS)}
 BUILTIN_PREFIX = "builtin:"
@@ -890,14 +900,15 @@ def builtin_dataset_dir(spec: str) -> str:
     """Resolve ``builtin:<name>`` to a builder dir, making and caching the dataset on first use.
 
     The copy lives under ``cache_root()/builtin/<name>-<version>-<hash>`` (hash of the parameters and the
-    renderer's code). Two processes may race to make it: each builds in its own temporary folder and renames it
-    into place; the loser finds the winner's result and uses it.
+    renderer's code). Two processes may race to make it: each builds in its own temporary folder and renames
+    it into place; the loser finds the winner's result and uses it.
     """
     if not spec.startswith(BUILTIN_PREFIX):
         raise ArmdataError(f"not a built-in dataset spec (expected '{BUILTIN_PREFIX}<name>'): {spec!r}")
     name = spec[len(BUILTIN_PREFIX):]
     if name not in BUILTIN_DATASETS:
-        raise ArmdataError(f"unknown built-in dataset {name!r} (known: {', '.join(sorted(BUILTIN_DATASETS))})")
+        known = ", ".join(sorted(BUILTIN_DATASETS))
+        raise ArmdataError(f"unknown built-in dataset {name!r} (known: {known})")
     params = BUILTIN_DATASETS[name]
     root = cache_root() / "builtin"
     home = root / f"{name}-{SAMPLE_VERSION}-{_params_hash(params)}"
@@ -906,6 +917,7 @@ def builtin_dataset_dir(spec: str) -> str:
         return str(builder_dir)
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=root))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cached copy may be shared by other users' jobs
     try:
         logger.info("making the built-in %r dataset in %s (first use)", name, home)
         make_sample(tmp, **params)
