@@ -63,6 +63,23 @@ def valid_mask(points_uv: np.ndarray, visible: np.ndarray) -> np.ndarray:
     return np.asarray(visible, dtype=bool) & np.isfinite(p).all(axis=-1)
 
 
+def trace_frame_indices(valid: np.ndarray, max_points: int = MAX_TRACE_POINTS) -> list[np.ndarray | None]:
+    """Per step t, the frame indices its trace uses (int64 [k]), or None when no valid frame lies ahead.
+
+    valid: bool [T], the steps whose point counts. Shared by the builder and by evaluations (which compare each
+    trace point with the ground truth at the same frame).
+    """
+    if max_points < 1:
+        raise ValueError("max_points must be >= 1")
+    valid_steps = np.flatnonzero(np.asarray(valid, dtype=bool))
+    out: list[np.ndarray | None] = []
+    # valid_steps is sorted: the valid points from t on are valid_steps[searchsorted(t):].
+    for t in range(len(valid)):
+        future = valid_steps[np.searchsorted(valid_steps, t):]
+        out.append(None if future.size == 0 else future[select_indices(future.size, max_points)])
+    return out
+
+
 def build_traces(
     points_uv: np.ndarray,
     visible: np.ndarray,
@@ -82,23 +99,11 @@ def build_traces(
     vis = np.asarray(visible, dtype=bool)
     if vis.shape != (p.shape[0],):
         raise ValueError(f"visible must be [T={p.shape[0]}], got {vis.shape}")
-    if max_points < 1:
-        raise ValueError("max_points must be >= 1")
     ok = valid_mask(p, vis)
-    valid_steps = np.flatnonzero(ok)
     uv255 = np.zeros((p.shape[0], 2), dtype=np.int64)
-    if valid_steps.size:
-        uv255[valid_steps] = to_uv255(p[valid_steps], height, width)
-    out: list[np.ndarray | None] = []
-    # valid_steps is sorted: the valid points from t on are valid_steps[searchsorted(t):].
-    for t in range(p.shape[0]):
-        future = valid_steps[np.searchsorted(valid_steps, t):]
-        if future.size == 0:
-            out.append(None)
-            continue
-        chosen = future[select_indices(future.size, max_points)]
-        out.append(uv255[chosen].copy())
-    return out
+    if ok.any():
+        uv255[ok] = to_uv255(p[ok], height, width)
+    return [None if idx is None else uv255[idx].copy() for idx in trace_frame_indices(ok, max_points)]
 
 
 def trace_text(trace: np.ndarray) -> str:

@@ -31,7 +31,7 @@ class LKConfig:
     """Settings of the LK tracker, each with its reason."""
 
     default_size_px: float = 32.0  # gripper size when no locator knows it: ~1/10 of a 320 px wide view
-    win_frac: float = 0.6  # window side / gripper size: a window inside the gripper sees only its motion, not the background's
+    win_frac: float = 0.5  # window side / gripper size: a window inside the gripper sees only its motion, not the background's
     min_win: int = 9  # below this LK has too few gradients to solve for motion
     max_win: int = 63  # above this the window holds mostly background
     max_level: int = 3  # most pyramid levels; fewer where the gripper is small (see ``levels``)

@@ -1,0 +1,312 @@
+"""End-effector points over one episode, by one of three modes, ready for the trace builder.
+
+Modes (``TraceConfig.mode``):
+- ``point-every-frame``: MolmoAct's recipe; the locator answers on every frame (a 7B VLM call per frame when the
+  locator is the pointer).
+- ``track``: locate once (the first frame the locator finds the gripper on), then track both ways to the ends.
+- ``point-keyframes``: locate on ceil(T / K) keyframes spread from the first frame to the last, track between consecutive found keyframes from
+  both ends, blend the two tracks by distance, and re-anchor at each keyframe; a keyframe where the locator and the
+  track arriving from the previous keyframe disagree by more than ``disagreement_px`` is flagged.
+
+A frame without a trusted point is NaN with visible False and a flag saying why: the trace builder then skips it,
+and a step with no valid future point gets no trace (never a made-up one).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from armdata.annotators.locate import LOCATORS, LocateResult, Locator
+from armdata.annotators.locate.pointer import PointerConfig, PointerLocator
+from armdata.annotators.trace import NO_TRACE_FLAG, build_traces
+from armdata.annotators.track import TRACKERS, Tracker
+from armdata.schemas.records import StandardEpisode
+from armdata.schemas.source import SourceConfig
+
+log = logging.getLogger(__name__)
+
+MODES = ("point-every-frame", "track", "point-keyframes")
+
+# Flags written on frames (strings, stable: reports count them).
+FLAG_NOT_FOUND = "locator_not_found"  # + ":" + the locator's reason
+FLAG_LOST = "tracker_lost"
+FLAG_DISAGREE = "pointer_tracker_disagree"
+FLAG_NO_SEED = "no_seed"
+
+
+@dataclass(frozen=True)
+class TraceConfig:
+    """How the end effector is found over an episode."""
+
+    mode: Literal["point-every-frame", "track", "point-keyframes"] = "track"  # see the module docstring
+    locator: str = "projection"  # registry name: projection (calibrated sources), hint, pointer
+    tracker: str = "lk"  # registry name: lk needs no weights; cotracker/sam2 when installed
+    keyframe_every: int = 10  # point-keyframes: one locator call per this many frames (50 steps -> 5 calls)
+    disagreement_px: float = 6.0  # a keyframe where pointer and arriving track differ by more is flagged
+    seed_batch: int = 8  # track mode: frames asked per locator call while searching for the first found frame
+    track_conf_horizon: float = 200.0  # a tracked point's confidence decays as exp(-steps from anchor / this)
+    gripper_size_m: float = 0.08  # projection: physical gripper size that sizes the tracker's window
+    pointer_model: str | None = None  # pointer: checkpoint dir or hub id (Molmo2 native, Molmo 1 remote code)
+    pointer_trust_remote_code: bool = False  # pointer: allow Molmo 1's checkpoint code to run
+    pointer_arm: Literal["left", "right"] | None = None  # pointer: two-arm robots, which gripper
+    pointer_batch_size: int = 8  # pointer: frames per generate call
+    pointer_device: str = "cpu"  # pointer: torch device ("cuda" on GPU workers)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"unknown trace mode {self.mode!r}; known: {', '.join(MODES)}")
+        if self.keyframe_every < 1:
+            raise ValueError("keyframe_every must be >= 1")
+        if self.locator == "pointer" and self.pointer_model is None:
+            raise ValueError("the pointer locator needs pointer_model (a checkpoint directory or hub id)")
+
+
+@dataclass(frozen=True)
+class EpisodePoints:
+    """The end effector over one episode.
+
+    points_uv:     float32 [T, 2] pixel (u, v) in the primary image, NaN where missing
+    visible:       bool [T], True where points_uv holds a trusted point
+    method:        per frame, what produced the point ("projection", "pointer", "lk", "blend:lk", "" if none)
+    confidence:    float32 [T] in [0, 1], 0 where missing
+    flags:         per frame, the notes on it (FLAG_* constants, "locator_not_found:<reason>")
+    pointer_calls: frames a costly locator (the VLM) was asked about
+    provenance:    how the points were made (config, locator, tracker, keyframes, disagreements)
+    """
+
+    points_uv: np.ndarray
+    visible: np.ndarray
+    method: list[str]
+    confidence: np.ndarray
+    flags: list[list[str]]
+    pointer_calls: int
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        t = self.points_uv.shape[0]
+        if self.points_uv.shape != (t, 2) or self.visible.shape != (t,) or self.confidence.shape != (t,):
+            raise ValueError("points_uv [T, 2], visible [T] and confidence [T] must agree")
+        if len(self.method) != t or len(self.flags) != t:
+            raise ValueError("method and flags need one entry per frame")
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.points_uv.shape[0])
+
+    def traces(self, height: int, width: int, max_points: int = 5) -> tuple[list[np.ndarray | None], list[list[str]]]:
+        """The MolmoAct traces per step (see ``build_traces``) and per-step flags, NO_TRACE_FLAG added where a step
+        gets none."""
+        traces = build_traces(self.points_uv, self.visible, height, width, max_points)
+        flags = [list(f) + ([NO_TRACE_FLAG] if tr is None else []) for f, tr in zip(self.flags, traces)]
+        return traces, flags
+
+
+class _Builder:
+    """Mutable per-episode arrays behind an EpisodePoints."""
+
+    def __init__(self, t: int) -> None:
+        self.uv = np.full((t, 2), np.nan, np.float32)
+        self.vis = np.zeros(t, bool)
+        self.method = [""] * t
+        self.conf = np.zeros(t, np.float32)
+        self.flags: list[list[str]] = [[] for _ in range(t)]
+
+    def put(self, t: int, uv, method: str, conf: float) -> None:
+        self.uv[t] = uv
+        self.vis[t] = True
+        self.method[t] = method
+        self.conf[t] = conf
+
+    def done(self, calls: int, provenance: dict) -> EpisodePoints:
+        return EpisodePoints(self.uv, self.vis, self.method, self.conf, self.flags, calls, provenance)
+
+
+def keyframes(num_steps: int, every: int) -> list[int]:
+    """ceil(T / every) keyframes (at least 2 when T > 1) spread evenly from the first frame to the last.
+
+    The last frame is always one: every step's trace ends there, so an error carried into it would reach every
+    trace of the episode.
+    """
+    if num_steps <= 0:
+        return []
+    if num_steps == 1:
+        return [0]
+    n = max(2, math.ceil(num_steps / every))
+    return sorted(set(np.round(np.linspace(0, num_steps - 1, n)).astype(int).tolist()))
+
+
+def build_locator(cfg: TraceConfig) -> Locator:
+    """The configured locator (the composition root may hand its own to TraceAnnotator instead)."""
+    if cfg.locator == "pointer":
+        return PointerLocator(
+            PointerConfig(
+                model=cfg.pointer_model or "",
+                trust_remote_code=cfg.pointer_trust_remote_code,
+                arm=cfg.pointer_arm,
+                batch_size=cfg.pointer_batch_size,
+                device=cfg.pointer_device,
+            )
+        )
+    if cfg.locator == "projection":
+        return LOCATORS.create("projection", gripper_size_m=cfg.gripper_size_m)
+    return LOCATORS.create(cfg.locator)
+
+
+class TraceAnnotator:
+    """Finds the end effector over an episode by ``cfg.mode``; ``setup()`` once, then ``annotate`` per episode.
+
+    locator / tracker: injected parts (tests hand stand-ins); by default built from cfg through the registries.
+    """
+
+    def __init__(self, cfg: TraceConfig, locator: Locator | None = None, tracker: Tracker | None = None) -> None:
+        self.cfg = cfg
+        self.locator = locator if locator is not None else build_locator(cfg)
+        self.tracker = tracker if tracker is not None else TRACKERS.create(cfg.tracker)
+        self._ready = False
+
+    def setup(self) -> None:
+        if not self._ready:
+            self.locator.setup()
+            if self.cfg.mode != "point-every-frame":
+                self.tracker.setup()
+            self._ready = True
+
+    def annotate(self, episode: StandardEpisode, source: SourceConfig) -> EpisodePoints:
+        self.setup()
+        calls0 = self.locator.calls
+        t = episode.num_steps
+        b = _Builder(t)
+        prov: dict[str, Any] = {"config": asdict(self.cfg), "locator": self.locator.name}
+        if hasattr(self.locator, "provenance"):
+            prov["locator_detail"] = self.locator.provenance()
+        if self.cfg.mode != "point-every-frame":
+            prov["tracker"] = self.tracker.provenance()
+        if t > 0:
+            if self.cfg.mode == "point-every-frame":
+                self._every_frame(episode, source, b)
+            elif self.cfg.mode == "track":
+                self._track(episode, source, b, prov)
+            else:
+                self._keyframes(episode, source, b, prov)
+        return b.done(self.locator.calls - calls0, prov)
+
+    # -- modes -----------------------------------------------------------------------------------------------
+    def _every_frame(self, ep: StandardEpisode, source: SourceConfig, b: _Builder) -> None:
+        for i, r in enumerate(self.locator.locate(ep, source, range(ep.num_steps))):
+            self._put_located(b, i, r)
+
+    def _put_located(self, b: _Builder, i: int, r: LocateResult) -> None:
+        if r.found:
+            b.put(i, r.uv, r.method, r.confidence)
+            if r.reason:
+                b.flags[i].append(f"{r.method}:{r.reason}")
+        else:
+            b.flags[i].append(f"{FLAG_NOT_FOUND}:{r.reason}")
+
+    def _track_conf(self, seed_conf: float, dt: int) -> float:
+        return float(seed_conf * math.exp(-abs(dt) / self.cfg.track_conf_horizon))
+
+    def _track(self, ep: StandardEpisode, source: SourceConfig, b: _Builder, prov: dict) -> None:
+        t = ep.num_steps
+        seed_t, seed = None, None
+        for start in range(0, t, self.cfg.seed_batch):
+            idx = list(range(start, min(t, start + self.cfg.seed_batch)))
+            for i, r in zip(idx, self.locator.locate(ep, source, idx)):
+                if r.found:
+                    seed_t, seed = i, r
+                    break
+                b.flags[i].append(f"{FLAG_NOT_FOUND}:{r.reason}")
+            if seed is not None:
+                break
+        if seed is None:
+            for i in range(t):
+                b.flags[i].append(FLAG_NO_SEED)
+            prov["seed_frame"] = None
+            return
+        prov["seed_frame"] = seed_t
+        res = self.tracker.track(ep.primary, np.array([[seed_t, *seed.uv]]), size_px=seed.size_px)
+        for i in range(t):
+            if i == seed_t:
+                b.put(i, seed.uv, seed.method, seed.confidence)
+            elif res.visible[i, 0]:
+                b.put(i, res.tracks[i, 0], self.tracker.name, self._track_conf(seed.confidence, i - seed_t))
+            else:
+                b.flags[i].append(FLAG_LOST)
+
+    def _keyframes(self, ep: StandardEpisode, source: SourceConfig, b: _Builder, prov: dict) -> None:
+        t = ep.num_steps
+        k = self.cfg.keyframe_every
+        keys = keyframes(t, k)
+        located = dict(zip(keys, self.locator.locate(ep, source, keys)))
+        anchors = [i for i in keys if located[i].found]
+        for i in keys:
+            self._put_located(b, i, located[i])
+        prov["keyframes"] = keys
+        prov["anchors"] = anchors
+        disagreements: dict[int, float] = {}
+        arrivals: dict[int, list[np.ndarray]] = {}
+        if not anchors:
+            for i in range(t):
+                if not b.flags[i]:
+                    b.flags[i].append(FLAG_NO_SEED)
+            prov["disagreements"] = disagreements
+            return
+        sizes = [located[a].size_px for a in anchors if located[a].size_px is not None]
+        size = float(np.median(sizes)) if sizes else None
+        # Segments: before the first anchor (backward only), between anchors (both ends), after the last (forward).
+        for a, c in zip(anchors[:-1], anchors[1:]):
+            frames = ep.primary[a : c + 1]
+            ra, rc = located[a], located[c]
+            res = self.tracker.track(frames, np.array([[0, *ra.uv], [c - a, *rc.uv]]), size_px=size)
+            # The forward track from a arriving at c checks the locator's answer at c (re-anchored there); where
+            # they agree, the arrivals from both sides also sharpen the keyframe's point (independent errors).
+            if res.visible[-1, 0]:
+                d = float(np.linalg.norm(res.tracks[-1, 0] - np.asarray(rc.uv)))
+                if d > self.cfg.disagreement_px:
+                    disagreements[c] = d
+                    b.flags[c].append(FLAG_DISAGREE)
+                else:
+                    arrivals.setdefault(c, []).append(res.tracks[-1, 0])
+            if res.visible[0, 1]:
+                if float(np.linalg.norm(res.tracks[0, 1] - np.asarray(ra.uv))) <= self.cfg.disagreement_px:
+                    arrivals.setdefault(a, []).append(res.tracks[0, 1])
+            for j in range(1, c - a):
+                i = a + j
+                va, vc = bool(res.visible[j, 0]), bool(res.visible[j, 1])
+                w = j / (c - a)
+                if va and vc:
+                    uv = (1 - w) * res.tracks[j, 0] + w * res.tracks[j, 1]
+                    conf = max(self._track_conf(ra.confidence, j), self._track_conf(rc.confidence, c - a - j))
+                    b.put(i, uv, f"blend:{self.tracker.name}", conf)
+                elif va:
+                    b.put(i, res.tracks[j, 0], self.tracker.name, self._track_conf(ra.confidence, j))
+                elif vc:
+                    b.put(i, res.tracks[j, 1], self.tracker.name, self._track_conf(rc.confidence, c - a - j))
+                else:
+                    b.flags[i].append(FLAG_LOST)
+        for c, arr in arrivals.items():
+            if c in disagreements:
+                continue
+            uv = np.mean([np.asarray(located[c].uv), *arr], axis=0)
+            b.put(c, uv, f"{located[c].method}+{self.tracker.name}", located[c].confidence)
+        # Before the first anchor and after the last: one-sided tracks.
+        first, last = anchors[0], anchors[-1]
+        for lo, hi, anchor in ((0, first, first), (last, t - 1, last)):
+            if hi - lo < 1:
+                continue
+            r = located[anchor]
+            res = self.tracker.track(ep.primary[lo : hi + 1], np.array([[anchor - lo, *r.uv]]), size_px=size)
+            for j in range(hi - lo + 1):
+                i = lo + j
+                if i == anchor or b.vis[i]:
+                    continue
+                if res.visible[j, 0]:
+                    b.put(i, res.tracks[j, 0], self.tracker.name, self._track_conf(r.confidence, i - anchor))
+                elif FLAG_LOST not in b.flags[i]:
+                    b.flags[i].append(FLAG_LOST)
+        prov["disagreements"] = {int(i): round(d, 2) for i, d in disagreements.items()}
