@@ -228,3 +228,23 @@ def test_builtin_sample_is_made_once_and_tolerates_a_lost_race(tmp_path, monkeyp
     assert Path(first, "features.json").exists() and len(calls) == 1
     assert sw.builtin_dataset_dir("builtin:sample") == first and len(calls) == 1  # cached
     assert [p.name for p in (tmp_path / "cache" / "builtin").iterdir()] == [Path(first).parents[1].name]
+
+
+def test_lucas_kanade_tracker_follows_the_tracked_point_within_target():
+    # The sample must be trackable: a plain pyramidal LK tracker, chained frame to frame on JPEG frames from the
+    # true first-frame pixel, stays within the trace fidelity target (mean error <= 3 in [0, 255] units).
+    cv2 = pytest.importorskip("cv2")
+    ep = sw.make_episode(seed=0, index=0, steps=40)
+    h, w = ep.rgb.shape[1:3]
+    gray = []
+    for frame in ep.rgb:
+        ok, buf = cv2.imencode(".jpg", frame[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+        gray.append(cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2GRAY))
+    p = ep.gripper_uv[0].reshape(1, 1, 2).astype(np.float32)
+    errors = []
+    for t in range(1, len(gray)):
+        p, status, _ = cv2.calcOpticalFlowPyrLK(gray[t - 1], gray[t], p, None, winSize=(15, 15), maxLevel=3)
+        assert status[0, 0] == 1
+        err = (p[0, 0] - ep.gripper_uv[t]) * np.array([255 / (w - 1), 255 / (h - 1)])
+        errors.append(np.linalg.norm(err))
+    assert np.mean(errors) <= 3.0, np.mean(errors)
