@@ -160,7 +160,13 @@ def save_tiny_molmo2(out_dir: Path, seed: int = 0) -> Path:
     return out_dir
 
 
-class StandInMolmo2ImageProcessor:
+def _base_image_processor():
+    from transformers.image_processing_utils import BaseImageProcessor
+
+    return BaseImageProcessor
+
+
+class StandInMolmo2ImageProcessor(_base_image_processor()):
     """Stand-in for Molmo2ImageProcessor, which needs torchvision (absent here: PyPI's torchvision wheels are
     built against CUDA torch). Keeps its output contract (pixel_values [crops, patches, 14*14*3],
     image_token_pooling, image_grids [N, 4], image_num_crops) with one low-res view plus one high-res crop."""
@@ -168,6 +174,7 @@ class StandInMolmo2ImageProcessor:
     model_input_names = ["pixel_values", "image_token_pooling", "image_grids", "image_num_crops"]
 
     def __init__(self, crop_size: int = 28, patch_size: int = 14, pooling: tuple[int, int] = (2, 2)):
+        super().__init__()
         self.crop_size, self.patch_size, self.pooling = crop_size, patch_size, pooling
 
     def __call__(self, images, return_tensors=None, **kwargs):
