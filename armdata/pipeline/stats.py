@@ -133,19 +133,33 @@ class QuantileSketch:
 
 
 class BlockAccumulator:
-    """Running statistics of one block (action or proprio) of one dataset: [N, D] rows added in batches."""
+    """Running statistics of one block (action or proprio) of one dataset: [N, D] rows added in batches.
+
+    Rows added are first kept in ``pending`` (no arithmetic per episode: an episode is often 10 rows, and
+    per-call numpy overhead would dominate) and folded into the moments, min/max and, past the exact limit,
+    the sketches in bulk by ``_flush`` once enough are pending, on merge, on compact and before results.
+    """
+
+    FLUSH_ROWS = 65_536
 
     def __init__(self, dim: int, exact_limit: int = DEFAULT_EXACT_LIMIT, sketch_k: int = DEFAULT_SKETCH_K):
         self.dim = int(dim)
         self.exact_limit = int(exact_limit)
         self.sketch_k = int(sketch_k)
-        self.n = 0
+        self.n = 0  # rows folded into the moments
         self.mean = np.zeros(dim, dtype=np.float64)
         self.m2 = np.zeros(dim, dtype=np.float64)
         self.min = np.full(dim, np.inf)
         self.max = np.full(dim, -np.inf)
-        self.values: list[np.ndarray] | None = []  # exact mode: batches of [n_i, D]
+        self.pending: list[np.ndarray] = []
+        self.pending_rows = 0
+        self.values: list[np.ndarray] | None = []  # exact mode: every folded row, in batches of [n_i, D]
         self.sketches: list[QuantileSketch] | None = None
+
+    @property
+    def count(self) -> int:
+        """Rows seen, folded or pending."""
+        return self.n + self.pending_rows
 
     def add(self, x: np.ndarray) -> None:
         x = np.asarray(x)
@@ -155,19 +169,27 @@ class BlockAccumulator:
             return
         if x.dtype not in (np.float32, np.float64):
             x = x.astype(np.float64)
+        self.pending.append(x)
+        self.pending_rows += x.shape[0]
+        if self.pending_rows >= self.FLUSH_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.pending:
+            return
+        x = self.pending[0] if len(self.pending) == 1 else np.concatenate(self.pending, axis=0)
+        self.pending, self.pending_rows = [], 0
         x64 = x.astype(np.float64)
-        nb = x64.shape[0]
         mb = x64.mean(axis=0)
-        m2b = ((x64 - mb) ** 2).sum(axis=0)
-        self._merge_moments(nb, mb, m2b)
+        self._merge_moments(x64.shape[0], mb, ((x64 - mb) ** 2).sum(axis=0))
         self.min = np.minimum(self.min, x64.min(axis=0))
         self.max = np.maximum(self.max, x64.max(axis=0))
         if self.values is not None:
             self.values.append(x)
             self._maybe_switch_to_sketch()
         else:
-            for d, s in enumerate(self.sketches):
-                s.update(x64[:, d])
+            for d, sk in enumerate(self.sketches):
+                sk.update(x64[:, d])
 
     def _merge_moments(self, nb: int, mb: np.ndarray, m2b: np.ndarray) -> None:
         # Chan, Golub & LeVeque's pairwise combination of (count, mean, M2).
@@ -184,13 +206,15 @@ class BlockAccumulator:
                         self.exact_limit, self.sketch_k)
             self.sketches = [QuantileSketch(self.sketch_k) for _ in range(self.dim)]
             for batch in self.values:
-                for d, s in enumerate(self.sketches):
-                    s.update(batch[:, d])
+                for d, sk in enumerate(self.sketches):
+                    sk.update(batch[:, d])
             self.values = None
 
     def merge(self, other: BlockAccumulator) -> None:
         if other.dim != self.dim:
             raise ValueError(f"cannot merge blocks of width {self.dim} and {other.dim}")
+        self._flush()
+        other._flush()
         if other.n == 0:
             return
         self._merge_moments(other.n, other.mean, other.m2)
@@ -204,30 +228,33 @@ class BlockAccumulator:
             mine = self.values
             self.values = None
             self.sketches = [QuantileSketch(self.sketch_k) for _ in range(self.dim)]
-            for d, s in enumerate(self.sketches):
-                s.merge(other.sketches[d])
+            for d, sk in enumerate(self.sketches):
+                sk.merge(other.sketches[d])
             for batch in mine:
-                for d, s in enumerate(self.sketches):
-                    s.update(batch[:, d])
+                for d, sk in enumerate(self.sketches):
+                    sk.update(batch[:, d])
             return
-        for d, s in enumerate(self.sketches):
+        for d, sk in enumerate(self.sketches):
             if other.values is not None:
                 for batch in other.values:
-                    s.update(batch[:, d])
+                    sk.update(batch[:, d])
             else:
-                s.merge(other.sketches[d])
+                sk.merge(other.sketches[d])
 
     def compact(self) -> None:
-        """One array instead of many small batches (smaller to pickle between bundles)."""
+        """Fold pending rows, and keep one array instead of many batches (smaller to pickle between bundles)."""
+        self._flush()
         if self.values is not None and len(self.values) > 1:
             self.values = [np.concatenate(self.values, axis=0)]
 
     @property
     def exact(self) -> bool:
+        self._flush()
         return self.values is not None
 
     def quantiles(self, qs=QUANTILES) -> np.ndarray:
         """[len(qs), D] quantiles: ``np.quantile`` (linear) while exact, else the sketch's estimates."""
+        self._flush()
         if self.n == 0:
             raise ValueError("no values")
         if self.values is not None:
@@ -236,11 +263,13 @@ class BlockAccumulator:
         return np.stack([s.quantile(qs) for s in self.sketches], axis=1)
 
     def rank_error_bound(self) -> float:
+        self._flush()
         if self.values is not None:
             return 0.0
         return float(max(s.normalized_rank_error for s in self.sketches))
 
     def result(self) -> dict[str, list]:
+        self._flush()
         q = self.quantiles(QUANTILES)
         std = np.sqrt(np.maximum(self.m2 / self.n, 0.0))
         return {
@@ -265,7 +294,7 @@ class DatasetAccumulator:
 
     @property
     def num_transitions(self) -> int:
-        return self.action.n if self.action is not None else 0
+        return self.action.count if self.action is not None else 0
 
     def _block(self, current: BlockAccumulator | None, dim: int) -> BlockAccumulator:
         return current if current is not None else BlockAccumulator(dim, self.exact_limit, self.sketch_k)
@@ -308,7 +337,7 @@ class DatasetAccumulator:
         width = self.action.dim
         action["mask"] = ACTION_MASK if width == len(ACTION_MASK) else [True] * (width - 1) + [False]
         out: dict[str, Any] = {"action": action}
-        if self.proprio is not None and self.proprio.n:
+        if self.proprio is not None and self.proprio.count:
             out["proprio"] = self.proprio.result()
         out["num_transitions"] = int(self.num_transitions)
         out["num_trajectories"] = int(self.num_trajectories)
