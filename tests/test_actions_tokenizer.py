@@ -116,3 +116,9 @@ def test_chunk_text_parses_to_one_list_per_step(tok):
     text = render_action_chunk_text([tok.ids_to_symbols(r) for r in ids])
     assert len(extract_action_token_lists(text, only_len=7)) == 8
     assert extract_action_id_lists(text, tok, only_len=7) == ids.tolist()
+
+
+def test_fingerprint_follows_the_action_symbols(tok, tmp_path):
+    again = ActionTokenizer.from_pretrained(make_test_tokenizer(tmp_path / "again"))
+    assert again.fingerprint() == tok.fingerprint()
+    assert again.revision is None and again.name_or_path.endswith("again")

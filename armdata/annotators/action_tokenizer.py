@@ -13,6 +13,8 @@ offline demo; it loads through the same ``AutoTokenizer`` path as the real one.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -57,13 +59,16 @@ class ActionTokenizer:
         """Load with ``AutoTokenizer`` from a hub id or a local directory; ``check`` runs ``check_action_range``."""
         from transformers import AutoTokenizer
 
+        name = str(name_or_path)
+        known = revision
+        if not os.path.isdir(name):
+            known = _hub_commit(name, revision)
         kwargs = {"revision": revision} if revision else {}
         try:
-            tok = AutoTokenizer.from_pretrained(str(name_or_path), **kwargs)
+            tok = AutoTokenizer.from_pretrained(name, **kwargs)
         except OSError as e:
-            raise ActionTokenizerError(f"cannot load tokenizer {name_or_path!r}: {e}") from None
-        known = getattr(tok, "init_kwargs", {}).get("_commit_hash") or revision
-        out = cls(tok, str(name_or_path), known)
+            raise ActionTokenizerError(f"cannot load tokenizer {name!r}: {e}") from None
+        out = cls(tok, name, known)
         if check:
             problems = out.check_action_range()
             if problems:
@@ -71,6 +76,11 @@ class ActionTokenizer:
                 raise ActionTokenizerError(f"{name_or_path}: {len(problems)} action symbols cannot be read back "
                                            f"by MolmoAct's parser ({shown})")
         return out
+
+    def fingerprint(self) -> str:
+        """A hash of what action text depends on: the base vocabulary size and the 256 action symbols."""
+        body = json.dumps({"vocab_size": self.vocab_size, "symbols": self.action_symbols()}, ensure_ascii=False)
+        return hashlib.sha256(body.encode("utf-8")).hexdigest()[:16]
 
     @property
     def action_id_range(self) -> tuple[int, int]:
@@ -129,6 +139,16 @@ class ActionTokenizer:
     def list_readable(self, ids: Sequence[int]) -> bool:
         """Whether one action's ids, rendered as text, would be found by MolmoAct's parser."""
         return action_list_readable(self.ids_to_symbols(ids))
+
+
+def _hub_commit(name: str, revision: str | None) -> str | None:
+    """The commit a hub revision points to (best effort: the revision asked for when it cannot be resolved)."""
+    try:
+        from transformers.utils.hub import resolve_revision
+    except ImportError:
+        return revision
+    resolved = resolve_revision(name, revision)
+    return getattr(resolved, "resolved", None) or (str(resolved) if resolved else None)
 
 
 # ---------------------------------------------------------------------------------------------------------
