@@ -114,13 +114,13 @@ class _Episode:
     instruction: str
 
 
-def _episodes(rng: np.random.Generator, h: int, w: int, steps: int) -> list[_Episode]:
+def _episodes(rng: np.random.Generator, h: int, w: int, steps: int, noise_px: float) -> list[_Episode]:
     plan = [("srcA", "ep000", []), ("srcA", "ep001", []), ("srcB", "ep000", ["wrist"])]
     out = []
     for i, (source, episode, views) in enumerate(plan):
         t = np.linspace(0.0, 1.0, steps)
         gt = np.stack([10 + t * (w - 20), h / 2 + (h / 4) * np.sin(2 * np.pi * t + i)], 1)
-        est = gt + rng.normal(0.0, 1.5, gt.shape)
+        est = gt + rng.normal(0.0, 1.0, gt.shape) * noise_px
         vis = np.ones(steps, dtype=bool)
         if i == 1:
             vis[[2, steps - 2, steps - 1]] = False  # lost mid-episode and at the end: no point, last steps no trace
@@ -228,16 +228,21 @@ def _write_index(out: Path, rows: list[dict]) -> None:
 
 
 def write_output(out_dir: str | os.PathLike, models_dir: str | os.PathLike, *, steps: int = 10, height: int = 48,
-                 width: int = 64, num_shards: int = 2, seed: int = 0) -> FactoryOutput:
-    """Write the output folder: 3 episodes (2 sources, one with an extra view), ``steps`` steps each."""
+                 width: int = 64, num_shards: int = 2, seed: int = 0, noise_px: float = 1.5,
+                 models: tuple[str, str] | None = None) -> FactoryOutput:
+    """Write the output folder: 3 episodes (2 sources, one with an extra view), ``steps`` steps each.
+
+    noise_px: std of the estimated gripper points around the ground truth (0: the estimate is the truth);
+    models: (depth checkpoint, tokenizer dir) from :func:`make_models` to reuse, else made in ``models_dir``.
+    """
     from armdata.annotators.action_tokenizer import ActionTokenizer
 
     out = Path(out_dir)
     (out / SHARDS_DIR).mkdir(parents=True, exist_ok=True)
-    ckpt, tok_dir = make_models(models_dir)
+    ckpt, tok_dir = models or make_models(models_dir)
     tok = ActionTokenizer.from_pretrained(tok_dir, check=False)
     rng = np.random.default_rng(seed)
-    eps = _episodes(rng, height, width, steps)
+    eps = _episodes(rng, height, width, steps, noise_px)
     stats = _statistics(eps)
     per_shard: list[list[tuple[str, dict[str, bytes]]]] = [[] for _ in range(num_shards)]
     rows: list[dict] = []
