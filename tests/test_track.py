@@ -1,0 +1,186 @@
+"""Trackers: LK on synthetic moving textured patches; the CoTracker adapter against stand-ins that keep
+CoTracker3's call signatures; the strict registry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from armdata.annotators.track import TRACKERS, TrackResult
+from armdata.annotators.track.cotracker import CoTrackerTracker
+from armdata.annotators.track.lk import LKTracker
+from armdata.schemas.errors import ArmdataError
+from trace_factory import moving_patch_video, smooth_path
+
+H, W = 128, 160
+
+
+def test_registry_is_strict():
+    assert TRACKERS.names() == ["cotracker", "lk", "sam2"]
+    with pytest.raises(KeyError, match="known: cotracker, lk, sam2"):
+        TRACKERS.create("tapir")
+    with pytest.raises(ValueError, match="already registered"):
+        TRACKERS.register("lk", LKTracker)
+
+
+@pytest.mark.parametrize("seed", [0, 2, 5])  # paths that keep the patch inside the image
+def test_lk_follows_moving_textured_patch_to_subpixel(seed):
+    gt = smooth_path(40, H, W, seed=seed)
+    frames = moving_patch_video(gt, H, W, patch=24, seed=seed)
+    res = LKTracker().track(frames, np.array([[0, *gt[0]]]), size_px=24)
+    assert res.tracks.shape == (40, 1, 2) and res.tracks.dtype == np.float32
+    assert res.visible.all()
+    assert np.abs(res.tracks[:, 0] - gt).max() < 0.5
+
+
+def test_lk_tracks_backward_and_forward_from_a_middle_query():
+    gt = smooth_path(30, H, W, seed=3)
+    frames = moving_patch_video(gt, H, W, patch=24, seed=3)
+    res = LKTracker().track(frames, np.array([[15, *gt[15]], [0, *gt[0]]]), size_px=24)
+    assert res.visible.all()
+    assert np.abs(res.tracks[:, 0] - gt).max() < 0.5
+    assert np.abs(res.tracks[:, 1] - gt).max() < 0.5
+
+
+def test_lk_follows_large_steps_with_motion_prior_and_correlation():
+    # ~12 px per step: beyond what a small window's pyramid can follow on its own.
+    t = np.arange(20)
+    gt = np.stack([20 + 6 * t, 30 + 3 * t], 1).astype(float)
+    frames = moving_patch_video(gt, 200, 260, patch=24, seed=5)
+    res = LKTracker().track(frames, np.array([[0, *gt[0]]]), size_px=24)
+    assert res.visible.all()
+    assert np.abs(res.tracks[:, 0] - gt).max() < 0.5
+
+
+def test_lk_marks_point_lost_when_patch_vanishes_instead_of_guessing():
+    gt = smooth_path(20, H, W, seed=1)
+    frames = moving_patch_video(gt, H, W, patch=24, seed=1)
+    blank = moving_patch_video(np.full((1, 2), -100.0), H, W, patch=24, seed=1)[0]
+    frames[10:] = blank  # the gripper leaves the view at step 10
+    res = LKTracker().track(frames, np.array([[0, *gt[0]]]), size_px=24)
+    assert res.visible[:10].all()
+    assert not res.visible[11:].any()
+
+
+def test_lk_window_follows_gripper_size():
+    lk = LKTracker()
+    assert lk.window(None) == 17  # default 32 px gripper, half of it, odd
+    assert lk.window(10) == 9  # never below min_win
+    assert lk.window(40) == 21
+    assert lk.window(1000) == 63  # never above max_win
+    assert lk.levels(13, 9) == 1 and lk.levels(200, 21) == 3
+
+
+def test_lk_rejects_bad_inputs():
+    with pytest.raises(ValueError):
+        LKTracker().track(np.zeros((3, 8, 8), np.uint8), np.zeros((1, 3)))
+    with pytest.raises(ValueError):
+        LKTracker().track(np.zeros((3, 8, 8, 3), np.uint8), np.array([[5, 1, 1]]))
+
+
+# -- CoTracker adapter -------------------------------------------------------------------------------------------
+
+
+def _square_video(gt: np.ndarray, h: int = 48, w: int = 64) -> np.ndarray:
+    frames = np.zeros((len(gt), h, w, 3), np.uint8)
+    for i, (u, v) in enumerate(gt):
+        ui, vi = int(round(u)), int(round(v))
+        frames[i, max(0, vi - 2) : vi + 3, max(0, ui - 2) : ui + 3] = 255
+    return frames
+
+
+def _centroids(video: torch.Tensor) -> torch.Tensor:
+    """[B, T, 3, H, W] -> [B, T, 2] (x, y) centroid of the bright pixels of each frame."""
+    m = (video[:, :, 0] > 128).float()
+    ys = torch.arange(video.shape[-2]).float()[:, None]
+    xs = torch.arange(video.shape[-1]).float()[None, :]
+    n = m.sum((-1, -2)).clamp(min=1)
+    return torch.stack([(m * xs).sum((-1, -2)) / n, (m * ys).sum((-1, -2)) / n], -1)
+
+
+class StandInCoTrackerOffline(torch.nn.Module):
+    """Stand-in for cotracker.predictor.CoTrackerPredictor (same forward signature): follows the bright square."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def forward(self, video, queries=None, segm_mask=None, grid_size=0, grid_query_frame=0, backward_tracking=False):
+        assert video.ndim == 5 and video.shape[2] == 3 and video.dtype == torch.float32
+        assert queries.ndim == 3 and queries.shape[-1] == 3
+        self.calls.append(dict(T=video.shape[1], backward_tracking=backward_tracking))
+        c = _centroids(video)  # [B, T, 2]
+        n = queries.shape[1]
+        tracks = c[:, :, None, :].expand(-1, -1, n, -1).clone()
+        return tracks, torch.ones(tracks.shape[:3], dtype=torch.bool)
+
+
+class StandInCoTrackerOnline(torch.nn.Module):
+    """Stand-in for cotracker.predictor.CoTrackerOnlinePredictor: same call protocol (is_first_step, video_chunk
+    windows of 2 * step frames advancing by step), returns tracks for every frame seen so far."""
+
+    def __init__(self, window_len: int = 8):
+        super().__init__()
+        self.step = window_len // 2
+        self.chunks = []
+
+    def forward(self, video_chunk, is_first_step=False, queries=None, segm_mask=None, grid_size=10,
+                grid_query_frame=0, add_support_grid=False):
+        if is_first_step:
+            self.queries, self.seen, self.windows = queries, [], 0
+            return None, None
+        assert video_chunk.shape[1] <= 2 * self.step
+        self.chunks.append(video_chunk.shape[1])
+        start = self.windows * self.step
+        self.windows += 1
+        c = _centroids(video_chunk)
+        self.seen = self.seen[:start] + [c[:, k] for k in range(c.shape[1])]
+        tracks = torch.stack(self.seen, 1)[:, :, None, :].expand(-1, -1, self.queries.shape[1], -1)
+        return tracks, torch.ones(tracks.shape[:3], dtype=torch.bool)
+
+
+def test_cotracker_offline_adapter_passes_video_and_queries_in_cotracker_layout():
+    gt = smooth_path(12, 48, 64, seed=2, margin=0.3)
+    frames = _square_video(gt)
+    stand_in = StandInCoTrackerOffline()
+    tr = CoTrackerTracker(mode="offline", predictor=stand_in)
+    tr.setup()
+    res = tr.track(frames, np.array([[4, *gt[4]]]))
+    assert isinstance(res, TrackResult) and res.tracks.shape == (12, 1, 2) and res.visible.all()
+    assert stand_in.calls == [dict(T=12, backward_tracking=True)]
+    assert np.abs(res.tracks[:, 0] - np.round(gt)).max() < 1e-4
+
+
+def test_cotracker_online_adapter_covers_every_frame_both_ways():
+    gt = smooth_path(23, 48, 64, seed=4, margin=0.3)
+    frames = _square_video(gt)
+    stand_in = StandInCoTrackerOnline(window_len=8)
+    tr = CoTrackerTracker(mode="online", online_predictor=stand_in)
+    res = tr.track(frames, np.array([[9, *gt[9]]]))
+    assert res.tracks.shape == (23, 1, 2) and res.visible.all()
+    # Forward and (reversed-video) backward passes, windows of at most 2 * step frames.
+    assert all(n <= 8 for n in stand_in.chunks)
+    assert np.abs(res.tracks[:, 0] - np.round(gt)).max() < 1e-4
+
+
+def test_cotracker_auto_mode_goes_online_for_long_videos():
+    off, on = StandInCoTrackerOffline(), StandInCoTrackerOnline(window_len=8)
+    tr = CoTrackerTracker(mode="auto", offline_max_frames=10, predictor=off, online_predictor=on)
+    gt = smooth_path(14, 48, 64, seed=1, margin=0.3)
+    tr.track(_square_video(gt), np.array([[0, *gt[0]]]))
+    assert off.calls == [] and on.chunks
+    tr.track(_square_video(gt[:8]), np.array([[0, *gt[0]]]))
+    assert len(off.calls) == 1
+
+
+def test_cotracker_without_package_gives_install_instructions_and_license():
+    tr = CoTrackerTracker(checkpoint="/nonexistent/scaled_offline.pth")
+    with pytest.raises(ArmdataError, match="pip install git\\+https://github.com/facebookresearch/co-tracker"):
+        tr.setup()
+    assert "CC-BY-NC" in tr.provenance()["license"]
+
+
+def test_sam2_without_model_is_a_clear_error():
+    with pytest.raises(ArmdataError, match="model="):
+        TRACKERS.create("sam2").setup()
