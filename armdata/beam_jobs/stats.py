@@ -106,7 +106,8 @@ class StatisticsCombineFn(beam.CombineFn):
         first = next(it)
         for other in it:
             first.merge(other)
-        first.compact()
+        # No compaction here: merges may be repeated many times and re-concatenating the kept values each time
+        # would cost O(n) per merge. Beam calls compact() once before an accumulator is encoded.
         return first
 
     def compact(self, acc: DatasetAccumulator) -> DatasetAccumulator:
