@@ -8,6 +8,7 @@ run ends with exactly the bytes of an uninterrupted one.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import io
 import json
@@ -43,7 +44,7 @@ from armdata.pipeline.annotate import (
     write_tar,
 )
 from armdata.pipeline.annotate_config import AnnotateConfig, load_config
-from armdata.pipeline.read_rlds import open_builder
+from armdata.pipeline.read_rlds import episode_keys
 from armdata.schemas.errors import ArmdataError
 from armdata.schemas.sample import (
     INDEX_FILE,
@@ -64,9 +65,28 @@ def episode_id(source: str, episode: str) -> str:
     return f"{source}__{episode}"
 
 
-def shard_of(ep_id: str, num_shards: int) -> int:
-    """Episodes are assigned to shards by a hash of their id: stable across runs, runners and worker counts."""
-    return int(hashlib.sha256(ep_id.encode()).hexdigest()[:12], 16) % num_shards
+def _ep_hash(ep_id: str) -> int:
+    return int(hashlib.sha256(ep_id.encode()).hexdigest()[:16], 16)
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """Episodes go to shards by a hash of their id, cut at the hash quantiles of all the sources' episode ids:
+    stable across runs, runners and worker counts, and balanced (no empty shard). Only the n-1 cut points travel
+    to workers."""
+
+    num_shards: int
+    cuts: tuple[int, ...]
+
+    @classmethod
+    def make(cls, ep_ids: list[str], episodes_per_shard: int) -> "ShardPlan":
+        n = max(1, math.ceil(len(ep_ids) / episodes_per_shard))
+        hashes = sorted(_ep_hash(e) for e in ep_ids)
+        cuts = tuple(hashes[(i * len(hashes)) // n] for i in range(1, n)) if hashes else ()
+        return cls(n, cuts)
+
+    def shard_of(self, ep_id: str) -> int:
+        return bisect.bisect_right(self.cuts, _ep_hash(ep_id))
 
 
 class StageFn(beam.DoFn):
@@ -95,10 +115,10 @@ class StageFn(beam.DoFn):
 class WriteEpisodePart(beam.DoFn):
     """Samples of one episode -> ``{parts}/{source}__{episode}.tar`` (atomic), then (shard index, episode id)."""
 
-    def __init__(self, stage: SampleStage, parts_dir: str, num_shards: int):
+    def __init__(self, stage: SampleStage, parts_dir: str, plan: ShardPlan):
         self.stage = stage
         self.parts_dir = parts_dir
-        self.num_shards = num_shards
+        self.plan = plan
         self.annotated = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "episodes_annotated")
         self.samples = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "samples_written")
         self.failed = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "samples_failed")
@@ -117,7 +137,7 @@ class WriteEpisodePart(beam.DoFn):
         write_tar(os.path.join(self.parts_dir, f"{ep_id}.tar"), samples)
         self.annotated.inc()
         self.samples.inc(len(samples))
-        yield shard_of(ep_id, self.num_shards), ep_id
+        yield self.plan.shard_of(ep_id), ep_id
 
 
 class WriteShard(beam.DoFn):
@@ -132,7 +152,7 @@ class WriteShard(beam.DoFn):
 
     def process(self, item):
         index, ep_ids = item
-        ep_ids = sorted({e for e in ep_ids if e is not None})
+        ep_ids = sorted(set(ep_ids))
         name = shard_name(index, self.num_shards)
         samples = []
         for ep_id in ep_ids:
@@ -182,10 +202,6 @@ class AnnotateResult:
     provenance: dict
 
 
-def _episode_count(source: SourceConfig) -> int:
-    return int(open_builder(source).info.splits[source.data.split].num_examples)
-
-
 def _model_provenance(cfg: AnnotateConfig, sources: list[SourceConfig]) -> dict:
     """Models, revisions and licences, read off the stages as workers will load them."""
     depth = DepthStage(cfg, sources)
@@ -206,7 +222,7 @@ def _model_provenance(cfg: AnnotateConfig, sources: list[SourceConfig]) -> dict:
     }
 
 
-def run_annotate(
+def annotate_sources(
     sources: list[SourceConfig],
     out_dir: str,
     cfg: AnnotateConfig,
@@ -222,8 +238,10 @@ def run_annotate(
     for d in (parts_dir, index_dir, shards_dir):
         os.makedirs(d, exist_ok=True)
     done = {f[: -len(".tar")] for f in os.listdir(parts_dir) if f.endswith(".tar")}
-    total = sum(_episode_count(s) for s in sources)
-    num_shards = max(1, math.ceil(total / cfg.output.episodes_per_shard))
+    all_ids = [episode_id(s.name, k) for s in sources for k in episode_keys(s)]
+    total = len(all_ids)
+    plan = ShardPlan.make(all_ids, cfg.output.episodes_per_shard)
+    num_shards = plan.num_shards
     provenance = _model_provenance(cfg, sources)
     logger.info("annotate: %d episodes, %d already done (config %s), %d shards", total, len(done), config_hash,
                 num_shards)
@@ -248,15 +266,14 @@ def run_annotate(
         eps = res.out
         failures.append(res[FAILURES])
     written = eps | "Samples" >> beam.ParDo(
-        WriteEpisodePart(SampleStage(cfg, config_hash), parts_dir, num_shards), AsSingleton(stats_side)
+        WriteEpisodePart(SampleStage(cfg, config_hash), parts_dir, plan), AsSingleton(stats_side)
     ).with_outputs(FAILURES, main="parts")
     failures.append(written[FAILURES])
     done_parts = (skipped | "AllSkipped" >> beam.Flatten()) | "DoneToShard" >> beam.Map(
-        lambda ep_id: (shard_of(ep_id, num_shards), ep_id)
+        lambda ep_id: (plan.shard_of(ep_id), ep_id)
     )
-    every_shard = p | "EveryShard" >> beam.Create([(i, None) for i in range(num_shards)])
     _ = (
-        (written.parts, done_parts, every_shard)
+        (written.parts, done_parts)
         | "AllParts" >> beam.Flatten()
         | "ByShard" >> beam.GroupByKey()
         | "WriteShards" >> beam.ParDo(WriteShard(parts_dir, shards_dir, index_dir, num_shards, config_hash))
@@ -265,7 +282,8 @@ def run_annotate(
     result = p.run()
     result.wait_until_finish()
 
-    names = [shard_name(i, num_shards) for i in range(num_shards)]
+    names = [n for n in (shard_name(i, num_shards) for i in range(num_shards))
+             if os.path.exists(os.path.join(index_dir, n + ".json")) and _current(shards_dir, n, config_hash)]
     _remove_stale(shards_dir, names)
     rows = _write_index(out_dir, index_dir, names)
     annotated = counter_value(result, "episodes_annotated")
@@ -274,6 +292,14 @@ def run_annotate(
     check_failure_fraction(failed, total, cfg.max_failure_fraction)
     return AnnotateResult(out_dir, config_hash, num_shards, names, total, annotated, skipped_n, failed, rows,
                           provenance)
+
+
+def _current(shards_dir: str, name: str, config_hash: str) -> bool:
+    path = os.path.join(shards_dir, name[: -len(".tar")] + ".json")
+    if not os.path.exists(path):
+        return False
+    with open(path, encoding="utf-8") as f:
+        return ShardManifest.from_json(f.read()).config_hash == config_hash
 
 
 def _remove_stale(shards_dir: str, keep: list[str]) -> None:
@@ -354,7 +380,7 @@ def run(args, beam_args) -> int:
     stats_path = args.statistics or cfg.actions.statistics or os.path.join(args.out, "dataset_statistics.json")
     if not os.path.exists(stats_path):
         raise ArmdataError(f"no action statistics at {stats_path}: run `armdata stats` first or use `armdata build`")
-    res = run_annotate(sources, args.out, cfg, load_statistics(stats_path), beam_args)
+    res = annotate_sources(sources, args.out, cfg, load_statistics(stats_path), beam_args)
     print(f"annotated {res.episodes_annotated} episodes ({res.episodes_skipped} already done, "
           f"{res.episodes_failed} failed) -> {res.samples} samples in {res.num_shards} shards under "
           f"{os.path.join(res.out_dir, SHARDS_DIR)}")

@@ -9,7 +9,7 @@ import json
 import logging
 import os
 
-from armdata.beam_jobs.annotate import add_config_flags, config_from_args, run_annotate
+from armdata.beam_jobs.annotate import add_config_flags, config_from_args, annotate_sources
 from armdata.pipeline.card import write_card, write_run_record
 from armdata.schemas.sample import AUDIT_DIR, INDEX_FILE, SHARDS_DIR, STATS_FILE
 from armdata.schemas.source import builtin_sources_dir, resolve_source
@@ -34,7 +34,7 @@ def build(sources, out_dir: str, cfg, beam_args: list[str], argv: list[str] | No
     if not os.path.exists(stats_path):
         with open(stats_path, "w", encoding="utf-8") as f:
             json.dump(statistics, f, indent=2)
-    res = run_annotate(sources, out_dir, cfg, statistics, beam_args)
+    res = annotate_sources(sources, out_dir, cfg, statistics, beam_args)
     counts = {k: v for k, v in dataclasses.asdict(res).items() if k.startswith("episodes") or k == "samples"}
     counts["shards"] = res.num_shards
     record = write_run_record(out_dir, sources=sources, config=cfg.model_dump(mode="json"),

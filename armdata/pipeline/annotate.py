@@ -149,38 +149,57 @@ class DepthCodeStage:
         return work
 
 
+def locator_for(cfg: AnnotateConfig, source: SourceConfig) -> str:
+    """``auto``: the calibrated projection of the end-effector state when the source has both, else its hint."""
+    if cfg.trace.locator != "auto":
+        return cfg.trace.locator
+    if source.calibration is not None and source.state.eef_position is not None:
+        return "projection"
+    if source.locator_hint is not None:
+        return "hint"
+    raise ArmdataError(
+        f"source {source.name}: no way to find the end effector: give calibration + state.eef_position or a "
+        f"locator_hint in {source.origin or 'its source file'}, or use --locator pointer with --set "
+        f"trace.pointer_model=..."
+    )
+
+
 class TraceStageRunner:
     """Locate and track the end effector over the episode (per-frame pixel points, method, confidence)."""
 
     def __init__(self, cfg: AnnotateConfig, sources: list[SourceConfig]):
         self.cfg = cfg
         self.sources = {s.name: s for s in sources}
-        self.annotator = None
+        self.locator_of = {s.name: locator_for(cfg, s) for s in sources}  # fails at construction, not in workers
+        self.annotators: dict[str, Any] = {}
 
-    def trace_config(self):
+    def trace_config(self, locator: str):
         from armdata.pipeline.trace_stage import TraceConfig
 
         t = self.cfg.trace
-        kw = {"mode": t.mode, "locator": t.locator, "tracker": t.tracker, "keyframe_every": t.keyframe_every}
-        if t.pointer_model:
-            kw["pointer_model"] = t.pointer_model
-        names = {f.name for f in dataclasses.fields(TraceConfig)}
-        return TraceConfig(**{k: v for k, v in kw.items() if k in names})
+        return TraceConfig(mode=t.mode, locator=locator, tracker=t.tracker, keyframe_every=t.keyframe_every,
+                           pointer_model=t.pointer_model)
 
     def setup(self) -> None:
         from armdata.pipeline.trace_stage import TraceAnnotator
 
         _set_threads(self.cfg.torch_threads)
-        self.annotator = TraceAnnotator(self.trace_config())
-        self.annotator.setup()
+        for locator in sorted(set(self.locator_of.values())):
+            annotator = TraceAnnotator(self.trace_config(locator))
+            annotator.setup()
+            self.annotators[locator] = annotator
 
     def provenance(self) -> dict:
-        prov = getattr(self.annotator, "provenance", None)
-        base = dataclasses.asdict(self.trace_config())
-        return {"config": base, **(prov() if callable(prov) else {})}
+        out = {}
+        for locator, annotator in self.annotators.items():
+            prov = getattr(annotator, "provenance", None)
+            out[locator] = {"config": dataclasses.asdict(self.trace_config(locator)),
+                            **(prov() if callable(prov) else {})}
+        return {"per_source": self.locator_of, "locators": out}
 
     def process(self, work: EpisodeWork) -> EpisodeWork:
-        work.points = self.annotator.annotate(work.episode, self.sources[work.episode.source])
+        src = work.episode.source
+        work.points = self.annotators[self.locator_of[src]].annotate(work.episode, self.sources[src])
         return work
 
 

@@ -69,6 +69,17 @@ def shard_paths(source: SourceConfig, builder=None) -> list[str]:
     return sorted(paths, key=_shard_index)
 
 
+def episode_keys(source: SourceConfig, builder=None) -> list[str]:
+    """Every episode key of the source's split, from the dataset_info's shard lengths (nothing is read)."""
+    builder = builder or open_builder(source)
+    split = builder.info.splits[source.data.split]
+    paths = sorted((str(p) for p in split.filepaths), key=_shard_index)
+    keys = []
+    for path, n in zip(paths, split.shard_lengths):
+        keys.extend(episode_key(source.data.split, path, i) for i in range(int(n)))
+    return keys
+
+
 def _shard_index(path: str) -> int:
     m = _SHARD_RE.search(str(path))
     return int(m.group(1)) if m else 0

@@ -144,3 +144,35 @@ class ShardManifest:
 
 def shard_name(index: int, count: int) -> str:
     return f"{SHARD_PREFIX}-{index:05d}-of-{count:05d}.tar"
+
+
+def hf_features(views: list[str] = (), drawn_member: str | None = "traj.png", templates: list[str] | None = None):
+    """``datasets.Features`` of a shard's samples, for ``datasets.load_dataset("webdataset", ...,
+    features=hf_features(...))``.
+
+    Hugging Face infers a schema from the first few samples; where those have no flags or no trace (an empty
+    list, a null) the inferred type cannot hold later values, so pass this schema, made from the same dataclasses
+    the writer uses.
+    """
+    import datasets as hfd
+
+    from armdata.schemas.templates import TEMPLATES
+
+    s, i32, f32 = hfd.Value("string"), hfd.Value("int32"), hfd.Value("float32")
+    seq = hfd.Sequence
+    text = {name: {"prompt": s, "answer": s} for name in (templates or TEMPLATES.names())}
+    ann = {
+        "key": s, "source": s, "episode": s, "step": i32, "num_steps": i32, "instruction": s,
+        "image_size": seq(i32), "views": seq(s), "depth_codes": seq(i32), "trace_uv255": seq(seq(i32)),
+        "gripper": {"uv": seq(f32), "method": s, "confidence": f32},
+        "action": {"raw": seq(f32), "normalized": seq(f32), "bins": seq(i32), "ids": seq(i32), "symbols": seq(s),
+                   "vocab_size": i32, "chunk_ids": seq(seq(i32))},
+        "flags": seq(s), "text": text, "template_version": s, "provenance_id": s,
+        "ground_truth": {"gripper_uv": seq(f32)}, "schema_version": i32,
+    }
+    feats = {"jpg": hfd.Image(), "json": ann}
+    for v in views:
+        feats[f"{v}.jpg"] = hfd.Image()
+    if drawn_member:
+        feats[drawn_member] = hfd.Image()
+    return hfd.Features(feats)
