@@ -165,7 +165,18 @@ def test_index_row_disagreeing_with_sample_fails(output):
 def test_missing_shard_is_named(output):
     (output.out_dir / SHARDS_DIR / "armdata-00001-of-00002.tar").unlink()
     report = check_output(output.out_dir)
-    _only(report, shard="armdata-00001-of-00002.tar", field="shard", kind="missing")
+    _only(report, shard="armdata-00001-of-00002.tar", field="shard", kind="missing")  # its manifest is left
+    _only(report, key=output.keys[-1], field="index.key", kind="unknown_key")
+
+
+def test_absent_shard_without_dead_letters_fails_and_with_them_is_noted(output):
+    (output.out_dir / SHARDS_DIR / "armdata-00001-of-00002.tar").unlink()
+    (output.out_dir / SHARDS_DIR / "armdata-00001-of-00002.json").unlink()
+    report = check_output(output.out_dir)
+    assert not any(f.field == "shard" for f in report.failures)
+    assert any("armdata-00001-of-00002.tar is absent" in n for n in report.notes)
+    (output.out_dir / "failures.jsonl").write_text("")
+    _only(check_output(output.out_dir), shard="armdata-00001-of-00002.tar", field="shard", kind="missing")
 
 
 def test_check_sample_on_good_members_is_empty_and_names_key(good_output):

@@ -527,9 +527,16 @@ def _check_shard_names(paths: list[Path], out_dir: Path, report: CheckReport) ->
         report.failures.append(Failure(None, None, "shard", "bad_name", f"shards disagree on the count: {sorted(counts)}"))
     elif counts:
         n = counts.pop()
+        # The job plans no empty shard, so an absent one lost its samples, unless every episode planned for it
+        # failed (then the dead letters say so, and it is only noted).
+        dead, _ = rd.read_dead_letters(out_dir)
         for i in range(n):
             if shard_name(i, n) not in parsed:
-                report.failures.append(Failure(shard_name(i, n), None, "shard", "missing", "this shard is absent"))
+                if dead:
+                    report.notes.append(f"{shard_name(i, n)} is absent; {len(dead)} records failed (failures.jsonl),"
+                                        " which may have emptied it")
+                else:
+                    report.failures.append(Failure(shard_name(i, n), None, "shard", "missing", "this shard is absent"))
     for man in sorted((out_dir / SHARDS_DIR).glob("*.json")) if (out_dir / SHARDS_DIR).is_dir() else []:
         if not man.with_suffix(".tar").exists():
             report.failures.append(Failure(man.with_suffix(".tar").name, None, "shard", "missing",
