@@ -29,7 +29,8 @@ def build(sources, out_dir: str, cfg, beam_args: list[str], argv: list[str] | No
         with open(cfg.actions.statistics, encoding="utf-8") as f:
             statistics = json.load(f)
     else:
-        statistics = statistics_for(sources, out_dir, beam_args)
+        # The annotate job writes failures.jsonl (it reads the same episodes, and more can fail there).
+        statistics = statistics_for(sources, out_dir, beam_args, failures_file="stats_failures.jsonl")
     stats_path = os.path.join(out_dir, STATS_FILE)
     if not os.path.exists(stats_path):
         with open(stats_path, "w", encoding="utf-8") as f:
