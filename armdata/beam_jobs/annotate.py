@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 from apache_beam.pvalue import AsSingleton, TaggedOutput
+from apache_beam.utils.shared import Shared
 
 from armdata import __version__
 from armdata.beam_jobs.common import (
@@ -89,17 +90,28 @@ class ShardPlan:
         return bisect.bisect_right(self.cuts, _ep_hash(ep_id))
 
 
+def _load_once(shared: Shared, stage, tag: str):
+    """The stage with its model loaded, once per worker process: DoFn instances (one per runner thread) share it."""
+
+    def load():
+        stage.setup()
+        return stage
+
+    return shared.acquire(load, tag=tag)
+
+
 class StageFn(beam.DoFn):
-    """Runs one stage on whole episodes; the model loads once per worker in setup()."""
+    """Runs one stage on whole episodes; its model loads once per worker process."""
 
     def __init__(self, stage, field_name: str):
         self.stage = stage
         self.field_name = field_name
+        self._shared = Shared()
         self.failed = beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"{field_name}_failed")
         self.frames = beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"{field_name}_frames")
 
     def setup(self):
-        self.stage.setup()
+        self.stage = _load_once(self._shared, self.stage, self.field_name)
 
     def process(self, work: EpisodeWork):
         try:
@@ -119,12 +131,13 @@ class WriteEpisodePart(beam.DoFn):
         self.stage = stage
         self.parts_dir = parts_dir
         self.plan = plan
+        self._shared = Shared()
         self.annotated = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "episodes_annotated")
         self.samples = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "samples_written")
         self.failed = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "samples_failed")
 
     def setup(self):
-        self.stage.setup()
+        self.stage = _load_once(self._shared, self.stage, "samples")
 
     def process(self, work: EpisodeWork, statistics: dict):
         try:

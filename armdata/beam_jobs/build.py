@@ -83,8 +83,9 @@ def demo_tokenizer_dir() -> str:
     """A deterministic local byte-level BPE tokenizer (Qwen2-like), made once in the cache."""
     from armdata.annotators.action_tokenizer import make_test_tokenizer
 
-    cache = os.environ.get("ARMDATA_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "armdata")
-    d = os.path.join(cache, "demo-tokenizer")
+    from armdata.pipeline.cache import cache_root
+
+    d = str(cache_root() / "demo-tokenizer")
     if not os.path.exists(os.path.join(d, "tokenizer_config.json")):
         make_test_tokenizer(d)
     return d

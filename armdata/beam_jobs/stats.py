@@ -160,8 +160,10 @@ class ComputeStatistics(beam.PTransform):
 
 
 def default_cache_dir() -> str:
-    """``$ARMDATA_CACHE_DIR/statistics``, else ``~/.cache/armdata/statistics``."""
-    root = os.environ.get("ARMDATA_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "armdata")
+    """``$ARMDATA_CACHE/statistics``, else ``~/.cache/armdata/statistics``."""
+    from armdata.pipeline.cache import cache_root
+
+    root = str(cache_root())
     return os.path.join(root, "statistics")
 
 

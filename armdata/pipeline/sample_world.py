@@ -30,6 +30,8 @@ index)`` and is bit-for-bit reproducible.
 
 from __future__ import annotations
 
+from armdata.pipeline.cache import cache_root  # noqa: F401  (re-exported: the sample's cache lives there)
+
 import contextlib
 import functools
 import hashlib
@@ -881,12 +883,6 @@ def _write_rlds(data_dir: Path, episodes: int, steps: int, seed: int, height: in
 # name -> parameters of make_sample. One registry; `builtin:<name>` in a source file's data.dir resolves here.
 BUILTIN_DATASETS: dict[str, dict[str, int]] = {"sample": dict(DEFAULT_PARAMS)}
 BUILTIN_PREFIX = "builtin:"
-
-
-def cache_root() -> Path:
-    """``$ARMDATA_CACHE`` or ``~/.cache/armdata``."""
-    env = os.environ.get("ARMDATA_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "armdata"
 
 
 def _params_hash(params: dict) -> str:
