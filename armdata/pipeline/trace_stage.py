@@ -4,9 +4,10 @@ Modes (``TraceConfig.mode``):
 - ``point-every-frame``: MolmoAct's recipe; the locator answers on every frame (a 7B VLM call per frame when the
   locator is the pointer).
 - ``track``: locate once (the first frame the locator finds the gripper on), then track both ways to the ends.
-- ``point-keyframes``: locate on ceil(T / K) keyframes spread from the first frame to the last, track between consecutive found keyframes from
-  both ends, blend the two tracks by distance, and re-anchor at each keyframe; a keyframe where the locator and the
-  track arriving from the previous keyframe disagree by more than ``disagreement_px`` is flagged.
+- ``point-keyframes``: locate on ceil(T / K) keyframes spread from the first frame to the last, track between
+  consecutive found keyframes from both ends, blend the two tracks by distance, and re-anchor at each keyframe. A
+  keyframe whose located point disagrees by more than ``disagreement_px`` with every track arriving from its
+  neighbouring keyframes is flagged and dropped as an anchor (the tracks fill it).
 
 A frame without a trusted point is NaN with visible False and a flag saying why: the trace builder then skips it,
 and a step with no valid future point gets no trace (never a made-up one).
@@ -238,43 +239,64 @@ class TraceAnnotator:
             else:
                 b.flags[i].append(FLAG_LOST)
 
+    def _segments(self, ep: StandardEpisode, located: dict, anchors: list[int], size: float | None) -> dict:
+        """(a, c) -> TrackResult over frames a..c, queried at both ends, for consecutive anchors."""
+        out = {}
+        for a, c in zip(anchors[:-1], anchors[1:]):
+            q = np.array([[0, *located[a].uv], [c - a, *located[c].uv]])
+            out[(a, c)] = self.tracker.track(ep.primary[a : c + 1], q, size_px=size)
+        return out
+
     def _keyframes(self, ep: StandardEpisode, source: SourceConfig, b: _Builder, prov: dict) -> None:
         t = ep.num_steps
-        k = self.cfg.keyframe_every
-        keys = keyframes(t, k)
+        keys = keyframes(t, self.cfg.keyframe_every)
         located = dict(zip(keys, self.locator.locate(ep, source, keys)))
         anchors = [i for i in keys if located[i].found]
         for i in keys:
             self._put_located(b, i, located[i])
         prov["keyframes"] = keys
-        prov["anchors"] = anchors
         disagreements: dict[int, float] = {}
-        arrivals: dict[int, list[np.ndarray]] = {}
         if not anchors:
             for i in range(t):
                 if not b.flags[i]:
                     b.flags[i].append(FLAG_NO_SEED)
+            prov["anchors"] = []
             prov["disagreements"] = disagreements
             return
         sizes = [located[a].size_px for a in anchors if located[a].size_px is not None]
         size = float(np.median(sizes)) if sizes else None
-        # Segments: before the first anchor (backward only), between anchors (both ends), after the last (forward).
-        for a, c in zip(anchors[:-1], anchors[1:]):
-            frames = ep.primary[a : c + 1]
+        segs = self._segments(ep, located, anchors, size)
+
+        # Each keyframe is checked by the tracks arriving from its neighbouring keyframes. One that disagrees with
+        # every arrival is the locator's mistake: flagged, dropped as an anchor, and filled by the tracker. One that
+        # disagrees on one side only is right; the mistake is the neighbour's, caught at the neighbour.
+        def arrivals(segs: dict) -> dict[int, list[np.ndarray]]:
+            arr: dict[int, list[np.ndarray]] = {}
+            for (a, c), res in segs.items():
+                if res.visible[-1, 0]:
+                    arr.setdefault(c, []).append(res.tracks[-1, 0])
+                if res.visible[0, 1]:
+                    arr.setdefault(a, []).append(res.tracks[0, 1])
+            return arr
+
+        arr = arrivals(segs)
+        dropped = []
+        for k in anchors:
+            d = [float(np.linalg.norm(x - np.asarray(located[k].uv))) for x in arr.get(k, [])]
+            if d and min(d) > self.cfg.disagreement_px:
+                disagreements[k] = min(d)
+                b.flags[k].append(FLAG_DISAGREE)
+                dropped.append(k)
+        if dropped and len(dropped) < len(anchors):
+            anchors = [k for k in anchors if k not in dropped]
+            for k in dropped:  # the locator's point there is not kept; the tracks fill the frame below
+                b.vis[k], b.uv[k], b.method[k], b.conf[k] = False, np.nan, "", 0.0
+            segs = self._segments(ep, located, anchors, size)
+            arr = arrivals(segs)
+        prov["anchors"] = anchors
+
+        for (a, c), res in segs.items():
             ra, rc = located[a], located[c]
-            res = self.tracker.track(frames, np.array([[0, *ra.uv], [c - a, *rc.uv]]), size_px=size)
-            # The forward track from a arriving at c checks the locator's answer at c (re-anchored there); where
-            # they agree, the arrivals from both sides also sharpen the keyframe's point (independent errors).
-            if res.visible[-1, 0]:
-                d = float(np.linalg.norm(res.tracks[-1, 0] - np.asarray(rc.uv)))
-                if d > self.cfg.disagreement_px:
-                    disagreements[c] = d
-                    b.flags[c].append(FLAG_DISAGREE)
-                else:
-                    arrivals.setdefault(c, []).append(res.tracks[-1, 0])
-            if res.visible[0, 1]:
-                if float(np.linalg.norm(res.tracks[0, 1] - np.asarray(ra.uv))) <= self.cfg.disagreement_px:
-                    arrivals.setdefault(a, []).append(res.tracks[0, 1])
             for j in range(1, c - a):
                 i = a + j
                 va, vc = bool(res.visible[j, 0]), bool(res.visible[j, 1])
@@ -289,11 +311,12 @@ class TraceAnnotator:
                     b.put(i, res.tracks[j, 1], self.tracker.name, self._track_conf(rc.confidence, c - a - j))
                 else:
                     b.flags[i].append(FLAG_LOST)
-        for c, arr in arrivals.items():
-            if c in disagreements:
-                continue
-            uv = np.mean([np.asarray(located[c].uv), *arr], axis=0)
-            b.put(c, uv, f"{located[c].method}+{self.tracker.name}", located[c].confidence)
+        # A kept keyframe's point: the locator's answer averaged with the agreeing arrivals (independent errors).
+        for k in anchors:
+            near = [x for x in arr.get(k, []) if np.linalg.norm(x - np.asarray(located[k].uv)) <= self.cfg.disagreement_px]
+            if near:
+                uv = np.mean([np.asarray(located[k].uv), *near], axis=0)
+                b.put(k, uv, f"{located[k].method}+{self.tracker.name}", located[k].confidence)
         # Before the first anchor and after the last: one-sided tracks.
         first, last = anchors[0], anchors[-1]
         for lo, hi, anchor in ((0, first, first), (last, t - 1, last)):

@@ -41,7 +41,7 @@ class LKConfig:
     min_features: int = 4  # re-seed when fewer survive
     feature_quality: float = 0.01  # goodFeaturesToTrack quality level (relative to the best corner)
     agree_px: float = 1.5  # a support feature whose step motion differs from the point's by more is background
-    search_frac: float = 2.0  # correlation search reaches this many windows around the point when LK fails
+    search_frac: float = 1.5  # correlation search reaches this many gripper sizes around the predicted point
     match_min_score: float = 0.6  # below this correlation the patch is not in the search area
 
 
@@ -59,6 +59,7 @@ class LKTracker:
     def __init__(self, cfg: LKConfig | None = None, **kwargs: Any) -> None:
         self.cfg = cfg if cfg is not None else LKConfig(**kwargs)
         self._level = self.cfg.max_level
+        self._size = self.cfg.default_size_px
 
     def setup(self) -> None:
         """Nothing to load (OpenCV only)."""
@@ -89,6 +90,7 @@ class LKTracker:
             return TrackResult(tracks, visible)
         win = self.window(size_px)
         self._level = self.levels(size_px, win)
+        self._size = self.cfg.default_size_px if size_px is None or not math.isfinite(size_px) else float(size_px)
         gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
         for j in range(n):
             t0, u0, v0 = int(q[j, 0]), float(q[j, 1]), float(q[j, 2])
@@ -131,20 +133,25 @@ class LKTracker:
         ok = (st1.reshape(-1) == 1) & (st2.reshape(-1) == 1) & (fb < self.cfg.fb_thresh_px)
         return p1.reshape(-1, 2), ok
 
-    def _match(self, a: np.ndarray, b: np.ndarray, p: np.ndarray, win: int) -> np.ndarray | None:
-        """Where the window around p in a lies in b, by normalised cross-correlation within ``search_frac``
-        windows: a coarse guess for LK when the motion was too large for its pyramid."""
+    def _match(
+        self, a: np.ndarray, b: np.ndarray, p: np.ndarray, tsize: int, centre: np.ndarray
+    ) -> np.ndarray | None:
+        """Where the gripper-sized patch around p in a lies in b, by normalised cross-correlation within
+        ``search_frac`` patch sizes of ``centre`` (the motion prior's prediction): a coarse guess for LK when the
+        motion was too large for its pyramid. A whole-gripper template is less ambiguous than the LK window on a
+        repetitive texture."""
         h, w = a.shape
-        r = win // 2
+        r = tsize // 2
         x, y = int(round(p[0])), int(round(p[1]))
         if x - r < 0 or y - r < 0 or x + r + 1 > w or y + r + 1 > h:
             return None
         tmpl = a[y - r : y + r + 1, x - r : x + r + 1]
         if float(tmpl.std()) < 1e-3:
             return None
-        s = int(round(self.cfg.search_frac * win))
-        x0, y0 = max(0, x - r - s), max(0, y - r - s)
-        x1, y1 = min(w, x + r + 1 + s), min(h, y + r + 1 + s)
+        s = int(round(self.cfg.search_frac * tsize))
+        cx, cy = int(round(centre[0])), int(round(centre[1]))
+        x0, y0 = max(0, cx - r - s), max(0, cy - r - s)
+        x1, y1 = min(w, cx + r + 1 + s), min(h, cy + r + 1 + s)
         region = b[y0:y1, x0:x1]
         if region.shape[0] < tmpl.shape[0] or region.shape[1] < tmpl.shape[1]:
             return None
@@ -158,6 +165,7 @@ class LKTracker:
         self, gray: list[np.ndarray], t0: int, step: int, p: np.ndarray, win: int, h: int, w: int
     ) -> tuple[list[np.ndarray], list[bool]]:
         cfg = self.cfg
+        tsize = _odd(self._size, cfg.min_win, cfg.max_win)
         t = len(gray)
         path, vis = [p.copy()], [True]
         feats = self._seed(gray[t0], p, win, h, w, np.zeros((0, 2), np.float32))
@@ -178,7 +186,7 @@ class LKTracker:
             moved, ok = self._lk(gray[i], gray[j], pts, win, pts + velocity)
             if not ok[0]:
                 # Too large a motion for the pyramid: find the patch by correlation and refine from there.
-                coarse = self._match(gray[i], gray[j], p, win)
+                coarse = self._match(gray[i], gray[j], p, tsize, p + velocity)
                 if coarse is not None:
                     m2, ok2 = self._lk(gray[i], gray[j], pts, win, pts + (coarse - p))
                     better = ok2 & ~ok
