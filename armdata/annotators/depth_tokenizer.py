@@ -278,12 +278,19 @@ def _unwrap(obj: Any, path: str) -> dict[str, torch.Tensor]:
     return sd
 
 
+def _is_safetensors(path: str) -> bool:
+    """By content, not name: a safetensors file starts with an 8-byte header length and a JSON header."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and not head.startswith(b"PK")
+
+
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], VQVAEConfig | None]:
     """Read a state dict (.safetensors, or .pt/.pth/.bin with ``weights_only=True``) and a config if one is stored."""
     path = str(path)
     if not os.path.exists(path):
         raise ArmdataError(f"{path}: no such depth tokenizer checkpoint")
-    if path.endswith(".safetensors"):
+    if _is_safetensors(path):
         from safetensors import safe_open
         from safetensors.torch import load_file
 
