@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from array import array
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -77,9 +78,13 @@ def _to255(uv: list[float], h: int, w: int) -> np.ndarray:
     return np.array([uv[0] * 255.0 / max(w - 1, 1), uv[1] * 255.0 / max(h - 1, 1)])
 
 
+RAW_RESERVOIR = 20_000  # raw actions kept per source (seeded reservoir) for the raw histograms and q01/q99 lines
+NORM_EDGES = np.linspace(-1.0, 1.0, 52)  # normalized-action histogram bins (exact counts over every sample)
+
+
 @dataclass
 class _Step:
-    """What the audit keeps of one sample after the first pass (no images)."""
+    """What the audit keeps of one sample while its episode is open (no images)."""
 
     key: str
     shard: str
@@ -91,17 +96,49 @@ class _Step:
     image_size: list[int]
 
 
+def _step_of(ann: SampleAnnotation, shard: str) -> _Step:
+    gt = ann.ground_truth.get("gripper_uv") if isinstance(ann.ground_truth, dict) else None
+    return _Step(ann.key, shard, ann.step, list(ann.flags), ann.gripper.uv, gt, ann.trace_uv255, list(ann.image_size))
+
+
+class _Reservoir:
+    """A uniform sample of at most ``cap`` items from a stream (Algorithm R), seeded: same stream, same sample."""
+
+    def __init__(self, cap: int, seed: int):
+        self.cap = cap
+        self.items: list = []
+        self.seen = 0
+        self.rng = np.random.default_rng(seed)
+
+    def add(self, item) -> None:
+        if self.cap <= 0:
+            return
+        if len(self.items) < self.cap:
+            self.items.append(item)
+        else:
+            j = int(self.rng.integers(0, self.seen + 1))
+            if j < self.cap:
+                self.items[j] = item
+        self.seen += 1
+
+
 @dataclass
 class _SourceAcc:
+    """Running figures of one source; memory does not grow with the number of samples (errors aside: 8 bytes
+    per frame)."""
+
+    stats: act.ActionStats | None = None
     samples: int = 0
     episodes: set = field(default_factory=set)
-    normalized: list = field(default_factory=list)
-    raw: list = field(default_factory=list)
+    actions: int = 0
+    norm_counts: np.ndarray = field(default_factory=lambda: np.zeros((act.ACTION_DIM, NORM_EDGES.size - 1), np.int64))
+    clipped: np.ndarray = field(default_factory=lambda: np.zeros(act.ACTION_DIM, np.int64))
+    raw: _Reservoir = field(default_factory=lambda: _Reservoir(RAW_RESERVOIR, 0))
     trace_points: Counter = field(default_factory=Counter)
     disagree: int = 0
     depth_counts: np.ndarray = field(default_factory=lambda: np.zeros(DEPTH_CODEBOOK, dtype=np.int64))
-    frame_errors: list = field(default_factory=list)
-    point_errors: list = field(default_factory=list)
+    frame_errors: array = field(default_factory=lambda: array("d"))
+    point_errors: array = field(default_factory=lambda: array("d"))
 
 
 # -- reading ---------------------------------------------------------------------------------------------------
@@ -109,41 +146,60 @@ class _SourceAcc:
 
 @dataclass
 class _Scan:
-    steps: dict[tuple[str, str], dict[int, _Step]]
     per_source: dict[str, _SourceAcc]
+    episodes: set
     templates: Counter
     flags: Counter
     unreadable: int
+    strata: dict[tuple[str, tuple[str, ...]], _Reservoir]  # candidate cards: (key, source, flags, shard)
 
 
-def _scan(out_dir: Path) -> _Scan:
-    """One pass over every sample's ``json`` member."""
-    steps: dict[tuple[str, str], dict[int, _Step]] = defaultdict(dict)
-    per_source: dict[str, _SourceAcc] = defaultdict(_SourceAcc)
-    templates: Counter = Counter()
-    flags: Counter = Counter()
-    unreadable = 0
+def _scan(out_dir: Path, statistics: dict[str, act.ActionStats], cards: int, seed: int) -> _Scan:
+    """One pass over every sample's ``json`` member. Episodes are held only until all their steps were read
+    (the job writes an episode's samples together), then their trace-point errors are computed."""
+    per_source: dict[str, _SourceAcc] = {}
+    open_eps: dict[tuple[str, str], dict[int, _Step]] = defaultdict(dict)
+    scan = _Scan(per_source, set(), Counter(), Counter(), 0, {})
     for path in rd.shard_paths(out_dir):
         try:
             for key, members in rd.iter_shard(path):
                 try:
                     ann = SampleAnnotation.from_json(members["json"])
                 except (KeyError, ValueError, TypeError):
-                    unreadable += 1  # the checker names it; the figures leave it out
+                    scan.unreadable += 1  # the checker names it; the figures leave it out
                     continue
-                _accumulate(ann, path.name, per_source[ann.source], steps, templates, flags)
+                if ann.source not in per_source:
+                    per_source[ann.source] = _SourceAcc(stats=statistics.get(ann.source))
+                acc = per_source[ann.source]
+                _accumulate(ann, acc, scan)
+                stratum = (ann.source, tuple(sorted(ann.flags)))
+                if stratum not in scan.strata:
+                    scan.strata[stratum] = _Reservoir(cards, seed + len(scan.strata))
+                scan.strata[stratum].add((key, ann.source, tuple(ann.flags), path.name))
+                ep = (ann.source, ann.episode)
+                scan.episodes.add(ep)
+                open_eps[ep][ann.step] = _step_of(ann, path.name)
+                if len(open_eps[ep]) >= ann.num_steps:
+                    acc.point_errors.extend(_trace_point_errors(open_eps.pop(ep))[0])
         except Exception as e:  # a damaged tar: the checker reports it; count what was read
             logger.warning("audit: %s could not be read to the end: %s", path.name, e)
-    return _Scan(steps, per_source, templates, flags, unreadable)
+    if open_eps:
+        logger.info("audit: %d episodes incomplete in the shards; no trace-point errors for them", len(open_eps))
+    return scan
 
 
-def _accumulate(ann: SampleAnnotation, shard: str, acc: _SourceAcc, steps, templates: Counter, flags: Counter) -> None:
+def _accumulate(ann: SampleAnnotation, acc: _SourceAcc, scan: _Scan) -> None:
     acc.samples += 1
     acc.episodes.add(ann.episode)
     a = ann.action
     if len(a.normalized) == act.ACTION_DIM and len(a.raw) == act.ACTION_DIM:
-        acc.normalized.append(a.normalized)
-        acc.raw.append(a.raw)
+        raw = np.asarray(a.raw, dtype=np.float64)
+        normalized = np.clip(np.asarray(a.normalized, dtype=np.float64), -1.0, 1.0)
+        acc.actions += 1
+        idx = np.clip(np.searchsorted(NORM_EDGES, normalized, side="right") - 1, 0, NORM_EDGES.size - 2)
+        acc.norm_counts[np.arange(act.ACTION_DIM), idx] += 1
+        acc.clipped += _clipped(raw, normalized, acc.stats)
+        acc.raw.add(raw)
     tr = ann.trace_uv255
     acc.trace_points[len(tr) if tr else 0] += 1
     if FLAG_DISAGREE in ann.flags:
@@ -151,14 +207,22 @@ def _accumulate(ann: SampleAnnotation, shard: str, acc: _SourceAcc, steps, templ
     codes = np.asarray(ann.depth_codes or [], dtype=np.int64)
     codes = codes[(codes >= 0) & (codes < DEPTH_CODEBOOK)]
     acc.depth_counts += np.bincount(codes, minlength=DEPTH_CODEBOOK)
-    templates.update(ann.text.keys())
-    flags.update(ann.flags)
+    scan.templates.update(ann.text.keys())
+    scan.flags.update(ann.flags)
     gt = ann.ground_truth.get("gripper_uv") if isinstance(ann.ground_truth, dict) else None
     h, w = ann.image_size
     if ann.gripper.uv is not None and gt is not None:
         acc.frame_errors.append(float(np.hypot(*(_to255(ann.gripper.uv, h, w) - _to255(gt, h, w)))))
-    steps[(ann.source, ann.episode)][ann.step] = _Step(ann.key, shard, ann.step, list(ann.flags), ann.gripper.uv,
-                                                       gt, tr, list(ann.image_size))
+
+
+def _clipped(raw: np.ndarray, normalized: np.ndarray, stats: act.ActionStats | None) -> np.ndarray:
+    """Per dimension, 1 where normalization clipped the value at +-1: raw outside [q01, q99] on normalized dims,
+    outside [-1, 1] on the others (from the normalized value alone when the statistics are missing)."""
+    if stats is not None and stats.dim == raw.shape[0]:
+        c = np.where(stats.mask, (raw < stats.q01) | (raw > stats.q99), np.abs(raw) > 1.0)
+    else:
+        c = np.abs(normalized) >= 1.0
+    return c.astype(np.int64)
 
 
 def trace_frames(uvs: list[list[float] | None], t: int) -> list[int]:
@@ -198,22 +262,10 @@ def _trace_point_errors(by_step: dict[int, _Step]) -> tuple[list[float], dict[in
 # -- figures -------------------------------------------------------------------------------------------------
 
 
-def _clipped_share(raw: np.ndarray, normalized: np.ndarray, stats: act.ActionStats | None) -> list[float]:
-    """Share of values per dimension that normalization clipped at +-1 (raw outside [q01, q99] on normalized
-    dims, outside [-1, 1] on the others; from the normalized values alone when statistics are missing)."""
-    if raw.size == 0:
-        return [0.0] * act.ACTION_DIM
-    if stats is not None and stats.dim == raw.shape[1]:
-        c = np.where(stats.mask, (raw < stats.q01) | (raw > stats.q99), np.abs(raw) > 1.0)
-    else:
-        c = np.abs(normalized) >= 1.0
-    return [float(x) for x in c.mean(axis=0)]
-
-
-def _source_figures(name: str, acc: _SourceAcc, stats: act.ActionStats | None, audit_dir: Path) -> dict:
-    raw = np.asarray(acc.raw, dtype=np.float64).reshape(-1, act.ACTION_DIM)
-    normalized = np.asarray(acc.normalized, dtype=np.float64).reshape(-1, act.ACTION_DIM)
-    clipped = _clipped_share(raw, normalized, stats)
+def _source_figures(name: str, acc: _SourceAcc, audit_dir: Path) -> dict:
+    stats = acc.stats
+    raw = np.asarray(acc.raw.items, dtype=np.float64).reshape(-1, act.ACTION_DIM)
+    clipped = [float(c) / max(acc.actions, 1) for c in acc.clipped]
     q01 = stats.q01.tolist() if stats is not None else None
     q99 = stats.q99.tolist() if stats is not None else None
     safe = _safe(name)
@@ -222,13 +274,13 @@ def _source_figures(name: str, acc: _SourceAcc, stats: act.ActionStats | None, a
         "trace_points": f"trace-points-{safe}.png",
         "depth_codes": f"depth-codes-{safe}.png",
     }
-    _write_atomic(audit_dir / images["actions"], plots.action_histograms(normalized, raw, clipped, q01, q99))
+    _write_atomic(audit_dir / images["actions"], plots.action_histograms(
+        acc.norm_counts, NORM_EDGES, raw, clipped, q01, q99))
     counts = [acc.trace_points.get(k, 0) for k in range(TRACE_MAX_POINTS + 1)]
     _write_atomic(audit_dir / images["trace_points"], plots.counts_bar(
         counts, "points per trace (0 = no trace)", f"{name}: trace length", labels=[str(k) for k in range(6)]))
     _write_atomic(audit_dir / images["depth_codes"], plots.counts_bar(
         acc.depth_counts.tolist(), "depth code", f"{name}: depth code usage", color="#7a4"))
-    hist_edges = np.linspace(-1, 1, 52)
     n = max(acc.samples, 1)
     return {
         "samples": acc.samples,
@@ -238,10 +290,8 @@ def _source_figures(name: str, acc: _SourceAcc, stats: act.ActionStats | None, a
             "clipped_share": clipped,
             "q01": q01,
             "q99": q99,
-            "normalized_histogram": {
-                "edges": hist_edges.tolist(),
-                "counts": [np.histogram(normalized[:, i], hist_edges)[0].tolist() for i in range(act.ACTION_DIM)],
-            },
+            "normalized_histogram": {"edges": NORM_EDGES.tolist(), "counts": acc.norm_counts.tolist()},
+            "raw_histogram_sample": int(raw.shape[0]),
         },
         "trace": {
             "points_histogram": {str(k): c for k, c in enumerate(counts)},
@@ -254,7 +304,8 @@ def _source_figures(name: str, acc: _SourceAcc, stats: act.ActionStats | None, a
             "codebook": DEPTH_CODEBOOK,
             "histogram": acc.depth_counts.tolist(),
         },
-        "trace_error": {"per_frame": _stats_of(acc.frame_errors), "per_trace_point": _stats_of(acc.point_errors)},
+        "trace_error": {"per_frame": _stats_of(list(acc.frame_errors)),
+                        "per_trace_point": _stats_of(list(acc.point_errors))},
         "images": images,
     }
 
@@ -324,19 +375,27 @@ class _DepthDecoder:
         return self.tokenizer is not None
 
 
-def _read_members(out_dir: Path, wanted: dict[str, str]) -> dict[str, dict[str, bytes]]:
-    """Members of the wanted keys (key -> shard file name), reading only the shards that hold them."""
+def _read_cards_data(out_dir: Path, wanted: dict[str, str]
+                     ) -> tuple[dict[str, dict[str, bytes]], dict[tuple[str, str], dict[int, _Step]]]:
+    """Members of the wanted keys (key -> shard file name) and the light steps of their episodes, reading only
+    the shards that hold them (an episode's samples all lie in one shard)."""
     by_shard: dict[str, set[str]] = defaultdict(set)
-    for k, s in wanted.items():
-        by_shard[s].add(k)
+    for k, sh in wanted.items():
+        by_shard[sh].add(k)
+    prefixes = {"__".join(k.split("__")[:2]) + "__" for k in wanted}
     found: dict[str, dict[str, bytes]] = {}
+    episodes: dict[tuple[str, str], dict[int, _Step]] = defaultdict(dict)
     for shard, keys in sorted(by_shard.items()):
         for key, members in rd.iter_shard(Path(out_dir) / rd.SHARDS_DIR / shard):
             if key in keys:
                 found[key] = members
-            if len(found) >= len(wanted):
-                break
-    return found
+            if "__".join(key.split("__")[:2]) + "__" in prefixes:
+                try:
+                    ann = SampleAnnotation.from_json(members["json"])
+                except (KeyError, ValueError, TypeError):
+                    continue
+                episodes[(ann.source, ann.episode)][ann.step] = _step_of(ann, shard)
+    return found, episodes
 
 
 def _card_picture(members: dict[str, bytes], ann: SampleAnnotation, episode: dict[int, _Step]) -> np.ndarray:
@@ -358,10 +417,10 @@ def _card_picture(members: dict[str, bytes], ann: SampleAnnotation, episode: dic
     return plots.mark_points(big, scale, est, gt, current=0 if frames and frames[0] == ann.step else None)
 
 
-def _cards(out_dir: Path, audit_dir: Path, scan: _Scan, keys: list[str], decoder: _DepthDecoder) -> list[dict]:
-    where = {s.key: (src, ep) for (src, ep), steps in scan.steps.items() for s in steps.values()}
-    shard_of = {s.key: s.shard for steps in scan.steps.values() for s in steps.values()}
-    members = _read_members(out_dir, {k: shard_of[k] for k in keys})
+def _cards(out_dir: Path, audit_dir: Path, chosen: list[tuple[str, str]], decoder: _DepthDecoder) -> list[dict]:
+    """chosen: (key, shard) of the sampled steps -> card dicts, their pictures written beside the page."""
+    members, episodes = _read_cards_data(out_dir, dict(chosen))
+    keys = [k for k, _ in chosen]
     anns = {k: SampleAnnotation.from_json(members[k]["json"]) for k in keys if k in members}
     keys = [k for k in keys if k in anns]
     depth = decoder.images([anns[k].depth_codes for k in keys])
@@ -372,7 +431,8 @@ def _cards(out_dir: Path, audit_dir: Path, scan: _Scan, keys: list[str], decoder
         ann = anns[k]
         names = {"image": f"card-{i:03d}-image.png", "depth": f"card-{i:03d}-depth.png",
                  "action": f"card-{i:03d}-action.png"}
-        _write_atomic(audit_dir / names["image"], plots.png_bytes(_card_picture(members[k], ann, scan.steps[where[k]])))
+        _write_atomic(audit_dir / names["image"], plots.png_bytes(
+            _card_picture(members[k], ann, episodes[(ann.source, ann.episode)])))
         if depth[i] is not None:
             _write_atomic(audit_dir / names["depth"], plots.png_bytes(depth[i]))
         else:
@@ -429,22 +489,16 @@ def compute_audit(out_dir: str | Path, samples: int = DEFAULT_SAMPLES, seed: int
     run = rd.read_run(out_dir)
     check = check if check is not None else check_output(out_dir)
     notes += check.notes
-    scan = _scan(out_dir)
     raw_stats = rd.read_statistics(out_dir)
-    dead, bad_dead = rd.read_dead_letters(out_dir)
-
-    # Per-trace-point errors need whole episodes (which frames a trace came from).
-    for (source, _), by_step in scan.steps.items():
-        errs, _ = _trace_point_errors(by_step)
-        scan.per_source[source].point_errors += errs
-
-    sources = {}
-    for name in sorted(scan.per_source):
+    statistics = {}
+    for name, entry in raw_stats.items():
         try:
-            st = act.ActionStats.from_json(raw_stats[name]) if name in raw_stats else None
+            statistics[name] = act.ActionStats.from_json(entry)
         except (KeyError, ValueError, TypeError):
-            st = None
-        sources[name] = _source_figures(name, scan.per_source[name], st, audit_dir)
+            notes.append(f"statistics of {name} unreadable: clipping judged from the normalized values")
+    scan = _scan(out_dir, statistics, samples, seed)
+    dead, bad_dead = rd.read_dead_letters(out_dir)
+    sources = {name: _source_figures(name, scan.per_source[name], audit_dir) for name in sorted(scan.per_source)}
 
     frame_all = [e for a in scan.per_source.values() for e in a.frame_errors]
     point_all = [e for a in scan.per_source.values() for e in a.point_errors]
@@ -455,9 +509,11 @@ def compute_audit(out_dir: str | Path, samples: int = DEFAULT_SAMPLES, seed: int
         _write_atomic(audit_dir / images["trace_error"], plots.error_histogram(
             {"per frame": frame_all, "per trace point": point_all}, "gripper / trace error against ground truth"))
 
-    items = [(s.key, src, tuple(s.flags)) for (src, _), steps in scan.steps.items() for s in steps.values()]
+    candidates = [item for r in scan.strata.values() for item in r.items]
+    shard_of = {key: shard for key, _, _, shard in candidates}
+    chosen = stratified_sample([(k, src, flags) for k, src, flags, _ in candidates], samples, seed)
     decoder = _DepthDecoder(out_dir, run, notes)
-    cards = _cards(out_dir, audit_dir, scan, stratified_sample(items, samples, seed), decoder)
+    cards = _cards(out_dir, audit_dir, [(k, shard_of[k]) for k in chosen], decoder)
 
     n_samples = sum(a.samples for a in scan.per_source.values())
     failures = [asdict(f) for f in check.failures[:MAX_FAILURES_SHOWN]]
@@ -467,7 +523,7 @@ def compute_audit(out_dir: str | Path, samples: int = DEFAULT_SAMPLES, seed: int
         "config_hash": run.get("config_hash"),
         "summary": {
             "samples": n_samples,
-            "episodes": len(scan.steps),
+            "episodes": len(scan.episodes),
             "sources": len(scan.per_source),
             "shards": check.shards,
             "templates": dict(sorted(scan.templates.items())),

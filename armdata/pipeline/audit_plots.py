@@ -136,18 +136,20 @@ def action_bins_chart(bins: Sequence[int]) -> bytes:
     return _fig_png(fig)
 
 
-def action_histograms(normalized: np.ndarray, raw: np.ndarray, clipped_share: Sequence[float],
-                      q01: Sequence[float] | None, q99: Sequence[float] | None) -> bytes:
-    """Per dimension: normalized values (top, with the share clipped) and raw values with q01/q99 lines."""
+def action_histograms(norm_counts: np.ndarray, norm_edges: np.ndarray, raw: np.ndarray,
+                      clipped_share: Sequence[float], q01: Sequence[float] | None,
+                      q99: Sequence[float] | None) -> bytes:
+    """Per dimension: normalized values (top, exact counts, with the share clipped) and raw values (bottom, a
+    sample of them) with the q01/q99 lines."""
     plt = _pyplot()
-    d = normalized.shape[1] if normalized.ndim == 2 and normalized.size else len(ACTION_DIMS)
+    d = norm_counts.shape[0]
     fig, axes = plt.subplots(2, d, figsize=(1.9 * d, 3.6), squeeze=False)
     for i in range(d):
         name = ACTION_DIMS[i] if i < len(ACTION_DIMS) else str(i)
         top, bot = axes[0, i], axes[1, i]
-        if normalized.size:
-            # stairs draw one patch per histogram (hist draws one per bar: ~10x slower to render)
-            top.stairs(*np.histogram(normalized[:, i], np.linspace(-1, 1, 52)), fill=True, color="#3b7dd8")
+        # stairs draw one patch per histogram (hist draws one per bar: ~10x slower to render)
+        top.stairs(norm_counts[i], norm_edges, fill=True, color="#3b7dd8")
+        if raw.size:
             bot.stairs(*np.histogram(raw[:, i], 40), fill=True, color="#888")
         top.set_title(f"{name}  clip {100 * clipped_share[i]:.1f}%", fontsize=8)
         if q01 is not None and q99 is not None:
