@@ -65,7 +65,8 @@ def test_lk_marks_point_lost_when_patch_vanishes_instead_of_guessing():
 
 def test_lk_window_follows_gripper_size():
     lk = LKTracker()
-    assert lk.window(None) == 17  # default 32 px gripper, half of it, odd
+    assert lk.gripper_size(None, 320) == pytest.approx(25.6) and lk.gripper_size(12.0, 320) == 12.0
+    assert lk.window(32) == 17  # half the gripper, odd
     assert lk.window(10) == 9  # never below min_win
     assert lk.window(40) == 21
     assert lk.window(1000) == 63  # never above max_win

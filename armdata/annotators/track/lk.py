@@ -1,7 +1,7 @@
 """The ``lk`` tracker: OpenCV pyramidal Lucas-Kanade, checked forward-backward, re-seeded near the point.
 
 Why each part:
-- The window is sized to the gripper's apparent size (from the locator, else ``default_size_px``): LK assumes
+- The window is sized to the gripper's apparent size (from the locator, else a fraction of the width): LK assumes
   one motion inside its window, and the gripper is the thing that moves.
 - Every step is checked forward-backward (track t -> t+1, then back): LK keeps reporting status 1 on a patch it
   lost at a coarse pyramid level, and the round-trip error exposes it.
@@ -30,7 +30,7 @@ NAME = "lk"
 class LKConfig:
     """Settings of the LK tracker, each with its reason."""
 
-    default_size_px: float = 32.0  # gripper size when no locator knows it: ~1/10 of a 320 px wide view
+    default_size_frac: float = 0.08  # gripper size when no locator knows it, as a fraction of the image width
     win_frac: float = 0.5  # window side / gripper size: a window inside the gripper sees only its motion, not the background's
     min_win: int = 9  # below this LK has too few gradients to solve for motion
     max_win: int = 63  # above this the window holds mostly background
@@ -59,7 +59,7 @@ class LKTracker:
     def __init__(self, cfg: LKConfig | None = None, **kwargs: Any) -> None:
         self.cfg = cfg if cfg is not None else LKConfig(**kwargs)
         self._level = self.cfg.max_level
-        self._size = self.cfg.default_size_px
+        self._size = 0.0
 
     def setup(self) -> None:
         """Nothing to load (OpenCV only)."""
@@ -67,16 +67,18 @@ class LKTracker:
     def provenance(self) -> dict[str, Any]:
         return {"tracker": NAME, "opencv": cv2.__version__, **asdict(self.cfg)}
 
-    def window(self, size_px: float | None) -> int:
-        """The LK window side (odd) for a gripper of size_px pixels."""
-        size = self.cfg.default_size_px if size_px is None or not math.isfinite(size_px) else size_px
+    def gripper_size(self, size_px: float | None, width: int) -> float:
+        """size_px where the locator knows it, else ``default_size_frac`` of the image width."""
+        return self.cfg.default_size_frac * width if size_px is None or not math.isfinite(size_px) else float(size_px)
+
+    def window(self, size: float) -> int:
+        """The LK window side (odd) for a gripper of ``size`` pixels."""
         return _odd(size * self.cfg.win_frac, self.cfg.min_win, self.cfg.max_win)
 
-    def levels(self, size_px: float | None, win: int) -> int:
+    def levels(self, size: float, win: int) -> int:
         """Pyramid levels for a gripper of size_px: at level L the window covers win * 2^L pixels, and once that
         is mostly static background the coarse estimate pulls the point to zero motion (large motions are
         handled by the motion prior and the correlation search instead)."""
-        size = self.cfg.default_size_px if size_px is None or not math.isfinite(size_px) else size_px
         span = self.cfg.level_span * size / win
         return int(min(self.cfg.max_level, max(0, math.floor(math.log2(span))) if span >= 1 else 0))
 
@@ -88,9 +90,9 @@ class LKTracker:
         visible = np.zeros((t, n), dtype=bool)
         if n == 0 or t == 0:
             return TrackResult(tracks, visible)
-        win = self.window(size_px)
-        self._level = self.levels(size_px, win)
-        self._size = self.cfg.default_size_px if size_px is None or not math.isfinite(size_px) else float(size_px)
+        self._size = self.gripper_size(size_px, w)
+        win = self.window(self._size)
+        self._level = self.levels(self._size, win)
         gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
         for j in range(n):
             t0, u0, v0 = int(q[j, 0]), float(q[j, 1]), float(q[j, 2])
