@@ -57,6 +57,8 @@ class TraceConfig:
     pointer_arm: Literal["left", "right"] | None = None  # pointer: two-arm robots, which gripper
     pointer_batch_size: int = 8  # pointer: frames per generate call
     pointer_device: str = "cpu"  # pointer: torch device ("cuda" on GPU workers)
+    tracker_checkpoint: str | None = None  # cotracker: CoTracker3 .pth path; sam2: Sam2Video checkpoint dir or id
+    tracker_device: str = "cpu"  # cotracker/sam2: torch device
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -158,6 +160,15 @@ def build_locator(cfg: TraceConfig) -> Locator:
     return LOCATORS.create(cfg.locator)
 
 
+def build_tracker(cfg: TraceConfig) -> Tracker:
+    """The configured tracker (lk needs nothing; cotracker and sam2 take a checkpoint and a device)."""
+    if cfg.tracker == "cotracker":
+        return TRACKERS.create("cotracker", checkpoint=cfg.tracker_checkpoint, device=cfg.tracker_device)
+    if cfg.tracker == "sam2":
+        return TRACKERS.create("sam2", model=cfg.tracker_checkpoint, device=cfg.tracker_device)
+    return TRACKERS.create(cfg.tracker)
+
+
 class TraceAnnotator:
     """Finds the end effector over an episode by ``cfg.mode``; ``setup()`` once, then ``annotate`` per episode.
 
@@ -167,7 +178,7 @@ class TraceAnnotator:
     def __init__(self, cfg: TraceConfig, locator: Locator | None = None, tracker: Tracker | None = None) -> None:
         self.cfg = cfg
         self.locator = locator if locator is not None else build_locator(cfg)
-        self.tracker = tracker if tracker is not None else TRACKERS.create(cfg.tracker)
+        self.tracker = tracker if tracker is not None else build_tracker(cfg)
         self._ready = False
 
     def setup(self) -> None:
