@@ -125,3 +125,11 @@ def test_cli_check_fails_naming_shard_key_field_and_audit_prints_path(audited, t
     assert f"shard={out.shard_of[key]} key={key} field=action.ids" in printed
     assert cli.main(["audit", str(copy), "--samples", "2"]) == 0
     assert capsys.readouterr().out.strip() == str(copy / AUDIT_DIR / "index.html")
+
+
+def test_warnings_point_at_figures_worth_a_look(audited):
+    _, page, a = audited
+    # 20 steps per source: q01/q99 leave the extreme step of each dimension outside, 10% > the 5% threshold
+    assert "srcA: 10% of x values are clipped at +-1" in a["warnings"]
+    assert not any("depth codes" in w for w in a["warnings"])  # the factory uses 80 of 128 codes
+    assert "Worth a look" in page.read_text()

@@ -479,6 +479,32 @@ def format_number(x: Any) -> str:
     return f"{float(x):.4g}"
 
 
+# Thresholds past which the report draws a person's eye to a figure (not failures: the data may be right).
+WARN_CODES_USED = 16  # a depth tokenizer using fewer codes than this carries little depth information
+WARN_NO_TRACE_SHARE = 0.2  # more untraced steps than this: the locator/tracker loses the gripper often
+WARN_CLIPPED_SHARE = 0.05  # q01/q99 clip 2% by construction; much more means the statistics do not fit the data
+WARN_DISAGREE_SHARE = 0.1
+
+
+def quality_warnings(sources: dict, check: CheckReport) -> list[str]:
+    """Plain sentences about figures that deserve a look."""
+    out = []
+    if not check.ok:
+        out.append(f"the checker found {len(check.failures)} failure(s): see Checks")
+    for name, s in sources.items():
+        if s["depth"]["codes_used"] < WARN_CODES_USED:
+            out.append(f"{name}: only {s['depth']['codes_used']} of {s['depth']['codebook']} depth codes are used")
+        if s["trace"]["no_trace_share"] > WARN_NO_TRACE_SHARE:
+            out.append(f"{name}: {100 * s['trace']['no_trace_share']:.0f}% of steps have no trace")
+        for dim, c in zip(s["actions"]["dims"], s["actions"]["clipped_share"]):
+            if c > WARN_CLIPPED_SHARE:
+                out.append(f"{name}: {100 * c:.0f}% of {dim} values are clipped at +-1")
+        if s["pointer_tracker_disagree_share"] > WARN_DISAGREE_SHARE:
+            out.append(f"{name}: pointer and tracker disagree on {100 * s['pointer_tracker_disagree_share']:.0f}% "
+                       "of steps")
+    return out
+
+
 def compute_audit(out_dir: str | Path, samples: int = DEFAULT_SAMPLES, seed: int = 0,
                   check: CheckReport | None = None) -> dict:
     """Read the output, write the figures into ``OUT/audit`` and return the audit dict (audit.json's content)."""
@@ -516,6 +542,7 @@ def compute_audit(out_dir: str | Path, samples: int = DEFAULT_SAMPLES, seed: int
     cards = _cards(out_dir, audit_dir, [(k, shard_of[k]) for k in chosen], decoder)
 
     n_samples = sum(a.samples for a in scan.per_source.values())
+    warnings = quality_warnings(sources, check)
     failures = [asdict(f) for f in check.failures[:MAX_FAILURES_SHOWN]]
     return {
         "out_dir": str(out_dir),
@@ -547,6 +574,7 @@ def compute_audit(out_dir: str | Path, samples: int = DEFAULT_SAMPLES, seed: int
         "depth_decoded": decoder.decoded,
         "cards": cards,
         "images": images,
+        "warnings": warnings,
         "notes": notes,
     }
 
