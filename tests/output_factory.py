@@ -2,11 +2,12 @@
 
 Samples are ``SampleAnnotation.to_json`` + JPEG images + the drawn trace (``draw_trace``), written with
 ``webdataset.TarWriter``; beside each shard its ``ShardManifest``; ``index.parquet`` (pyarrow, INDEX_COLUMNS);
-``dataset_statistics.json`` in the OpenVLA layout; ``failures.jsonl`` of ``RecordError.to_dict()``; ``run.json``
-naming a tiny depth VQ-VAE checkpoint (the real architecture, random weights, saved by ``save_checkpoint``) and a
-small Qwen2-style tokenizer (``make_test_tokenizer``). Traces come from ``build_traces`` over per-step gripper
-points; the points are the ground truth plus seeded noise, so the audit's trace error is known to be small but
-not zero. Everything is seeded: the same call writes the same bytes.
+``dataset_statistics.json`` in the OpenVLA layout; ``failures.jsonl`` of ``RecordError.to_dict()``;
+``run.json`` naming a tiny depth VQ-VAE checkpoint (the real architecture, random weights, saved by
+``save_checkpoint``) and a small Qwen2-style tokenizer (``make_test_tokenizer``). Traces come from
+``build_traces`` over per-step gripper points; the points are the ground truth plus seeded noise, so the
+audit's trace error is known to be small but not zero. Everything is seeded: the same call writes the same
+bytes.
 
 Used by the checker and audit tests so they do not depend on the annotate job; a test that corrupts a member
 calls :func:`rewrite_sample`.
@@ -123,10 +124,14 @@ def _episodes(rng: np.random.Generator, h: int, w: int, steps: int, noise_px: fl
         est = gt + rng.normal(0.0, 1.0, gt.shape) * noise_px
         vis = np.ones(steps, dtype=bool)
         if i == 1:
-            vis[[2, steps - 2, steps - 1]] = False  # lost mid-episode and at the end: no point, last steps no trace
+            vis[[2, steps - 2, steps - 1]] = (
+                False  # lost mid-episode and at the end: no point, last steps no trace
+            )
         acts = rng.normal(0.0, 0.02, (steps, 7))
         acts[:, 6] = (t < 0.5).astype(float)  # gripper open, then closed
-        out.append(_Episode(source, episode, steps, views, gt, est, vis, acts, f"put the block {i} in the bowl"))
+        out.append(
+            _Episode(source, episode, steps, views, gt, est, vis, acts, f"put the block {i} in the bowl")
+        )
     return out
 
 
@@ -136,9 +141,13 @@ def _statistics(eps: list[_Episode]) -> dict:
         a = np.concatenate([e.actions for e in eps if e.source == source])
         stats[source] = {
             "action": {
-                "mean": a.mean(0).tolist(), "std": a.std(0).tolist(), "min": a.min(0).tolist(),
-                "max": a.max(0).tolist(), "q01": np.quantile(a, 0.01, axis=0).tolist(),
-                "q99": np.quantile(a, 0.99, axis=0).tolist(), "mask": [True] * 6 + [False],
+                "mean": a.mean(0).tolist(),
+                "std": a.std(0).tolist(),
+                "min": a.min(0).tolist(),
+                "max": a.max(0).tolist(),
+                "q01": np.quantile(a, 0.01, axis=0).tolist(),
+                "q99": np.quantile(a, 0.99, axis=0).tolist(),
+                "mask": [True] * 6 + [False],
             },
             "num_transitions": int(a.shape[0]),
             "num_trajectories": sum(e.source == source for e in eps),
@@ -177,16 +186,33 @@ def _samples(ep: _Episode, stats: dict, tok, h: int, w: int, rng: np.random.Gene
             action=act.render_action_text(symbols),
         )
         ann = SampleAnnotation(
-            key=key, source=ep.source, episode=ep.episode, step=t, num_steps=ep.steps,
-            instruction=ep.instruction, image_size=[h, w], views=list(ep.views), depth_codes=codes,
+            key=key,
+            source=ep.source,
+            episode=ep.episode,
+            step=t,
+            num_steps=ep.steps,
+            instruction=ep.instruction,
+            image_size=[h, w],
+            views=list(ep.views),
+            depth_codes=codes,
             trace_uv255=traces[t].astype(int).tolist() if traces[t] is not None else None,
-            gripper=GripperPoint(uv=[float(x) for x in ep.est_uv[t]] if ep.visible[t] else None,
-                                 method="factory", confidence=0.9 if ep.visible[t] else 0.0),
-            action=ActionAnnotation(raw=[float(x) for x in a[t]], normalized=[float(x) for x in normed[t]],
-                                    bins=[int(x) for x in bins[t]], ids=[int(x) for x in ids[t]],
-                                    symbols=list(symbols), vocab_size=int(vocab)),
-            flags=sorted(flags), text=render_all(inputs, settings, TEMPLATE_NAMES),
-            template_version=TEMPLATE_VERSION, provenance_id=CONFIG_HASH,
+            gripper=GripperPoint(
+                uv=[float(x) for x in ep.est_uv[t]] if ep.visible[t] else None,
+                method="factory",
+                confidence=0.9 if ep.visible[t] else 0.0,
+            ),
+            action=ActionAnnotation(
+                raw=[float(x) for x in a[t]],
+                normalized=[float(x) for x in normed[t]],
+                bins=[int(x) for x in bins[t]],
+                ids=[int(x) for x in ids[t]],
+                symbols=list(symbols),
+                vocab_size=int(vocab),
+            ),
+            flags=sorted(flags),
+            text=render_all(inputs, settings, TEMPLATE_NAMES),
+            template_version=TEMPLATE_VERSION,
+            provenance_id=CONFIG_HASH,
             ground_truth={"gripper_uv": [float(x) for x in ep.gt_uv[t]]},
         )
         rgb = _frame(rng, h, w, ep.gt_uv[t], t)
@@ -209,13 +235,21 @@ def _write_tar(path: Path, samples: list[tuple[str, dict[str, bytes]]]) -> None:
     os.replace(tmp, path)
 
 
-def write_manifest(path: Path, samples: list[tuple[str, dict[str, bytes]]], config_hash: str = CONFIG_HASH) -> None:
+def write_manifest(
+    path: Path, samples: list[tuple[str, dict[str, bytes]]], config_hash: str = CONFIG_HASH
+) -> None:
     """The ShardManifest of a tar as it is on disk now."""
     data = path.read_bytes()
     eps = sorted({"__".join(k.split("__")[:2]) for k, _ in samples})
-    man = ShardManifest(shard=path.name, num_samples=len(samples), num_bytes=len(data),
-                        sha256=hashlib.sha256(data).hexdigest(), keys=[k for k, _ in samples], episodes=eps,
-                        config_hash=config_hash)
+    man = ShardManifest(
+        shard=path.name,
+        num_samples=len(samples),
+        num_bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        keys=[k for k, _ in samples],
+        episodes=eps,
+        config_hash=config_hash,
+    )
     path.with_suffix(".json").write_text(man.to_json(), encoding="utf-8")
 
 
@@ -227,9 +261,18 @@ def _write_index(out: Path, rows: list[dict]) -> None:
     pq.write_table(table, out / INDEX_FILE)
 
 
-def write_output(out_dir: str | os.PathLike, models_dir: str | os.PathLike, *, steps: int = 10, height: int = 48,
-                 width: int = 64, num_shards: int = 2, seed: int = 0, noise_px: float = 1.5,
-                 models: tuple[str, str] | None = None) -> FactoryOutput:
+def write_output(
+    out_dir: str | os.PathLike,
+    models_dir: str | os.PathLike,
+    *,
+    steps: int = 10,
+    height: int = 48,
+    width: int = 64,
+    num_shards: int = 2,
+    seed: int = 0,
+    noise_px: float = 1.5,
+    models: tuple[str, str] | None = None,
+) -> FactoryOutput:
     """Write the output folder: 3 episodes (2 sources, one with an extra view), ``steps`` steps each.
 
     noise_px: std of the estimated gripper points around the ground truth (0: the estimate is the truth);
@@ -253,8 +296,17 @@ def write_output(out_dir: str | os.PathLike, models_dir: str | os.PathLike, *, s
         for key, members, ann in _samples(ep, stats, tok, height, width, rng):
             per_shard[s].append((key, members))
             shard_of[key] = name
-            rows.append({"key": key, "shard": name, "source": ann.source, "episode": ann.episode, "step": ann.step,
-                         "instruction": ann.instruction, "flags": list(ann.flags)})
+            rows.append(
+                {
+                    "key": key,
+                    "shard": name,
+                    "source": ann.source,
+                    "episode": ann.episode,
+                    "step": ann.step,
+                    "instruction": ann.instruction,
+                    "flags": list(ann.flags),
+                }
+            )
     keys: list[str] = []
     for s, samples in enumerate(per_shard):
         path = out / SHARDS_DIR / shard_name(s, num_shards)
@@ -263,13 +315,17 @@ def write_output(out_dir: str | os.PathLike, models_dir: str | os.PathLike, *, s
         keys += [k for k, _ in samples]
     _write_index(out, rows)
     (out / STATS_FILE).write_text(json.dumps(stats, indent=1), encoding="utf-8")
-    dead = [RecordError("srcA", "ep009", None, "steps", "empty_episode", "the episode has 0 steps"),
-            RecordError("srcB", "ep004", 3, "action", "nan_action", "action has NaN in dims [2]")]
+    dead = [
+        RecordError("srcA", "ep009", None, "steps", "empty_episode", "the episode has 0 steps"),
+        RecordError("srcB", "ep004", 3, "action", "nan_action", "action has NaN in dims [2]"),
+    ]
     (out / FAILURES_FILE).write_text("".join(json.dumps(e.to_dict()) + "\n" for e in dead), encoding="utf-8")
     run = {
         "command": ["armdata", "annotate", "(test factory)"],
         "config_hash": CONFIG_HASH,
-        "config": {"templates": {"names": TEMPLATE_NAMES, "information_phrase": "this", "store_drawn_image": True}},
+        "config": {
+            "templates": {"names": TEMPLATE_NAMES, "information_phrase": "this", "store_drawn_image": True}
+        },
         "models": {
             "depth_tokenizer": {"path": ckpt},
             "action_tokenizer": {"name_or_path": tok_dir, "vocab_size": tok.vocab_size},
@@ -286,8 +342,9 @@ def read_samples(tar: Path) -> list[tuple[str, dict[str, bytes]]]:
     return list(iter_shard(tar))
 
 
-def rewrite_sample(out: FactoryOutput, key: str, member: str, data: bytes | None, *,
-                   update_manifest: bool = True) -> Path:
+def rewrite_sample(
+    out: FactoryOutput, key: str, member: str, data: bytes | None, *, update_manifest: bool = True
+) -> Path:
     """Replace (or with None, drop) one member of one sample and rewrite its shard; returns the shard path.
 
     update_manifest=True keeps the manifest in step with the new bytes, so only the member's own check fails.

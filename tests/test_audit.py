@@ -11,7 +11,13 @@ import pytest
 import output_factory as of
 from armdata import cli
 from armdata.annotators.trace import build_traces, to_uv255
-from armdata.pipeline.audit import compute_audit, run_audit, stratified_sample, trace_frames, write_episode_report
+from armdata.pipeline.audit import (
+    compute_audit,
+    run_audit,
+    stratified_sample,
+    trace_frames,
+    write_episode_report,
+)
 from armdata.schemas.sample import AUDIT_DIR
 
 
@@ -36,7 +42,12 @@ def test_summary_counts_match_the_output(audited):
     assert s["dead_letters"] == 2 and s["failures_by_kind"] == {"empty_episode": 1, "nan_action": 1}
     assert s["check_ok"] and s["check_failures"] == 0
     # every step has depth; steps with a trace (30 - 2 untraced) carry the trace templates
-    assert s["templates"] == {"depth_only": 30, "reasoning": 28, "trace_only": 28, "trajectory_conditioned": 28}
+    assert s["templates"] == {
+        "depth_only": 30,
+        "reasoning": 28,
+        "trace_only": 28,
+        "trajectory_conditioned": 28,
+    }
     assert s["flags_by_kind"]["no_trace"] == 2 and s["flags_by_kind"]["no_point"] == 3
     assert a["sources"]["srcA"]["trace"]["points_histogram"]["0"] == 2
     assert a["sources"]["srcA"]["trace"]["no_trace_share"] == pytest.approx(2 / 20)

@@ -2,8 +2,8 @@
 numbers on the page equal audit.json.
 
 The page marks on <body> how many of its images loaded (``data-images-total`` / ``data-images-broken``, set by
-its own script on the load event from ``img.complete && img.naturalWidth > 0``); ``--dump-dom`` returns the DOM
-after that script ran. Every number the page shows from audit.json carries ``data-audit="dotted.path"``.
+its own script on the load event from ``img.complete && img.naturalWidth > 0``); ``--dump-dom`` returns the
+DOM after that script ran. Every number the page shows from audit.json carries ``data-audit="dotted.path"``.
 Needs Debian's ``chromium`` (``.ci/install-chromium``); skipped where it is not installed.
 """
 
@@ -24,8 +24,15 @@ import output_factory as of
 from armdata.pipeline.audit import format_number, run_audit, write_episode_report
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/install-chromium)")
 
@@ -100,7 +107,9 @@ def report(tmp_path_factory):
 def test_screenshot_is_not_blank(report, tmp_path):
     _, page, _ = report
     shot = tmp_path / "shot.png"
-    chromium(page, tmp_path / "profile", f"--screenshot={shot}", "--window-size=1200,1400", "--hide-scrollbars")
+    chromium(
+        page, tmp_path / "profile", f"--screenshot={shot}", "--window-size=1200,1400", "--hide-scrollbars"
+    )
     img = np.asarray(Image.open(io.BytesIO(shot.read_bytes())).convert("RGB"))
     assert img.shape[:2] == (1400, 1200)
     assert img.std() > 20  # a blank (white) page has std 0
@@ -116,8 +125,14 @@ def test_every_image_loads_and_numbers_equal_audit_json(report, tmp_path):
     assert dom.body["data-images-broken"] == "0"
     assert all(src and "://" not in src for src in dom.imgs)
     paths = {p for p, _ in dom.marked}
-    assert {"summary.samples", "summary.episodes", "summary.sources", "summary.dead_letters",
-            "trace_error.per_frame.mean", "trace_error.per_trace_point.mean"} <= paths
+    assert {
+        "summary.samples",
+        "summary.episodes",
+        "summary.sources",
+        "summary.dead_letters",
+        "trace_error.per_frame.mean",
+        "trace_error.per_trace_point.mean",
+    } <= paths
     for p in audit["summary"]["templates"]:
         assert f"summary.templates.{p}" in paths
     for p in audit["summary"]["flags_by_kind"]:

@@ -1,10 +1,10 @@
 """The checker and the report on what the real annotate job writes for the built-in sample.
 
-Runs ``armdata demo --no-audit`` (the whole chain, offline). Where the package's demo depth tokenizer has not been
-generated yet, runs ``armdata build --source sample`` with a tiny depth VQ-VAE and the test tokenizer instead:
-the same job, only the checkpoint differs. Then: ``armdata check`` passes; one member of one sample corrupted on
-purpose fails naming the shard, the key and the field; the report shows the trace error against the sample's
-ground truth. Slow (~40 s: one Beam job over 6 episodes x 40 steps).
+Runs ``armdata demo --no-audit`` (the whole chain, offline). Where the package's demo depth tokenizer has not
+been generated yet, runs ``armdata build --source sample`` with a tiny depth VQ-VAE and the test tokenizer
+instead: the same job, only the checkpoint differs. Then: ``armdata check`` passes; one member of one sample
+corrupted on purpose fails naming the shard, the key and the field; the report shows the trace error against
+the sample's ground truth. Slow (~40 s: one Beam job over 6 episodes x 40 steps).
 """
 
 from __future__ import annotations
@@ -42,8 +42,20 @@ def demo_out(tmp_path_factory) -> Path:
         argv = ["demo", "--out", str(out), "--no-audit"]
     else:
         ckpt, tok = of.make_models(root / "models")
-        argv = ["build", "--source", "sample", "--out", str(out), "--depth-tokenizer", ckpt, "--tokenizer", tok,
-                "--episodes-per-shard", "2", "--no-audit"]
+        argv = [
+            "build",
+            "--source",
+            "sample",
+            "--out",
+            str(out),
+            "--depth-tokenizer",
+            ckpt,
+            "--tokenizer",
+            tok,
+            "--episodes-per-shard",
+            "2",
+            "--no-audit",
+        ]
     assert cli.main(argv) == 0
     return out
 

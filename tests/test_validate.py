@@ -24,7 +24,9 @@ def output(good_output, tmp_path) -> of.FactoryOutput:
     """A private copy of the good output that a test may corrupt."""
     dst = tmp_path / "out"
     shutil.copytree(good_output.out_dir, dst)
-    return of.FactoryOutput(dst, good_output.keys, good_output.shard_of, good_output.episodes, good_output.run)
+    return of.FactoryOutput(
+        dst, good_output.keys, good_output.shard_of, good_output.episodes, good_output.run
+    )
 
 
 def _only(report, **want):

@@ -27,9 +27,13 @@ def _out_dir(path: str) -> Path:
 def configure_audit(parser: argparse.ArgumentParser) -> None:
     from armdata.pipeline.audit import DEFAULT_SAMPLES
 
-    parser.add_argument("out_dir", metavar="OUT_DIR", help="a finished output folder (shards/, index.parquet, ...)")
+    parser.add_argument(
+        "out_dir", metavar="OUT_DIR", help="a finished output folder (shards/, index.parquet, ...)"
+    )
     parser.add_argument("--episode", metavar="KEY", help="write one episode's page instead (SOURCE__EPISODE)")
-    parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, help="steps shown as cards (default %(default)s)")
+    parser.add_argument(
+        "--samples", type=int, default=DEFAULT_SAMPLES, help="steps shown as cards (default %(default)s)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the card sample (default %(default)s)")
 
 
@@ -50,8 +54,11 @@ def run_audit(args: argparse.Namespace, beam_args: list[str]) -> int:
 def configure_check(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out_dir", metavar="OUT_DIR", help="a finished output folder")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--no-tokenizer", action="store_true",
-                        help="do not load the action tokenizer (symbols are then not checked)")
+    parser.add_argument(
+        "--no-tokenizer",
+        action="store_true",
+        help="do not load the action tokenizer (symbols are then not checked)",
+    )
 
 
 def run_check(args: argparse.Namespace, beam_args: list[str]) -> int:
@@ -66,5 +73,7 @@ def run_check(args: argparse.Namespace, beam_args: list[str]) -> int:
         for n in report.notes:
             print(f"note: {n}", file=sys.stderr)
         status = "ok" if report.ok else f"FAILED: {len(report.failures)} failure(s) {report.by_kind()}"
-        print(f"checked {report.shards} shards, {report.samples} samples, {report.episodes} episodes: {status}")
+        print(
+            f"checked {report.shards} shards, {report.samples} samples, {report.episodes} episodes: {status}"
+        )
     return 0 if report.ok else 1

@@ -1,15 +1,15 @@
 """The audit: quality figures and a static HTML report of a finished output, read from disk only.
 
 ``run_audit(OUT)`` reads the shards (with ``webdataset``), the index, the statistics, the dead letters and
-``run.json``, runs the checker (:mod:`armdata.pipeline.validate`), and writes ``OUT/audit/index.html`` with PNGs
-beside it and ``OUT/audit/audit.json`` (every number the page shows, under the same dotted names the page marks
-with ``data-audit``). ``write_episode_report(OUT, KEY)`` writes one episode step by step to
+``run.json``, runs the checker (:mod:`armdata.pipeline.validate`), and writes ``OUT/audit/index.html`` with
+PNGs beside it and ``OUT/audit/audit.json`` (every number the page shows, under the same dotted names the page
+marks with ``data-audit``). ``write_episode_report(OUT, KEY)`` writes one episode step by step to
 ``OUT/audit/episode-KEY/index.html``. The pages fetch nothing from the network and open from disk.
 
 Figures (per source): action histograms per dimension (normalized and raw with q01/q99), the share of values
-clipped at +-1, points per trace and the share of steps without a trace, pointer/tracker disagreement, depth code
-usage; where samples carry ``ground_truth.gripper_uv`` (the built-in sample does), the gripper error per frame and
-per trace point in [0, 255] units. Cards: a seeded sample of steps, stratified by source and flags.
+clipped at +-1, points per trace and the share of steps without a trace, pointer/tracker disagreement, depth
+code usage; where samples carry ``ground_truth.gripper_uv`` (the built-in sample does), the gripper error per
+frame and per trace point in [0, 255] units. Cards: a seeded sample of steps, stratified by source and flags.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ MAX_FAILURES_SHOWN = 200  # the page and audit.json list at most this many check
 DEFAULT_SAMPLES = 12
 
 
-# -- small helpers ---------------------------------------------------------------------------------------------
+# -- small helpers -------------------------------------------------------------------------------------------
 
 
 def _safe(name: str) -> str:
@@ -69,8 +69,13 @@ def _stats_of(v: list[float]) -> dict[str, Any]:
     if not v:
         return {"n": 0, "mean": None, "median": None, "p90": None, "max": None}
     a = np.asarray(v, dtype=np.float64)
-    return {"n": int(a.size), "mean": float(a.mean()), "median": float(np.median(a)),
-            "p90": float(np.percentile(a, 90)), "max": float(a.max())}
+    return {
+        "n": int(a.size),
+        "mean": float(a.mean()),
+        "median": float(np.median(a)),
+        "p90": float(np.percentile(a, 90)),
+        "max": float(a.max()),
+    }
 
 
 def _to255(uv: list[float], h: int, w: int) -> np.ndarray:
@@ -78,7 +83,9 @@ def _to255(uv: list[float], h: int, w: int) -> np.ndarray:
     return np.array([uv[0] * 255.0 / max(w - 1, 1), uv[1] * 255.0 / max(h - 1, 1)])
 
 
-RAW_RESERVOIR = 20_000  # raw actions kept per source (seeded reservoir) for the raw histograms and q01/q99 lines
+RAW_RESERVOIR = (
+    20_000  # raw actions kept per source (seeded reservoir) for the raw histograms and q01/q99 lines
+)
 NORM_EDGES = np.linspace(-1.0, 1.0, 52)  # normalized-action histogram bins (exact counts over every sample)
 
 
@@ -98,11 +105,14 @@ class _Step:
 
 def _step_of(ann: SampleAnnotation, shard: str) -> _Step:
     gt = ann.ground_truth.get("gripper_uv") if isinstance(ann.ground_truth, dict) else None
-    return _Step(ann.key, shard, ann.step, list(ann.flags), ann.gripper.uv, gt, ann.trace_uv255, list(ann.image_size))
+    return _Step(
+        ann.key, shard, ann.step, list(ann.flags), ann.gripper.uv, gt, ann.trace_uv255, list(ann.image_size)
+    )
 
 
 class _Reservoir:
-    """A uniform sample of at most ``cap`` items from a stream (Algorithm R), seeded: same stream, same sample."""
+    """A uniform sample of at most ``cap`` items from a stream (Algorithm R), seeded: same stream, same
+    sample."""
 
     def __init__(self, cap: int, seed: int):
         self.cap = cap
@@ -131,7 +141,9 @@ class _SourceAcc:
     samples: int = 0
     episodes: set = field(default_factory=set)
     actions: int = 0
-    norm_counts: np.ndarray = field(default_factory=lambda: np.zeros((act.ACTION_DIM, NORM_EDGES.size - 1), np.int64))
+    norm_counts: np.ndarray = field(
+        default_factory=lambda: np.zeros((act.ACTION_DIM, NORM_EDGES.size - 1), np.int64)
+    )
     clipped: np.ndarray = field(default_factory=lambda: np.zeros(act.ACTION_DIM, np.int64))
     raw: _Reservoir = field(default_factory=lambda: _Reservoir(RAW_RESERVOIR, 0))
     trace_points: Counter = field(default_factory=Counter)
@@ -141,7 +153,7 @@ class _SourceAcc:
     point_errors: array = field(default_factory=lambda: array("d"))
 
 
-# -- reading ---------------------------------------------------------------------------------------------------
+# -- reading -------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -184,7 +196,9 @@ def _scan(out_dir: Path, statistics: dict[str, act.ActionStats], cards: int, see
         except Exception as e:  # a damaged tar: the checker reports it; count what was read
             logger.warning("audit: %s could not be read to the end: %s", path.name, e)
     if open_eps:
-        logger.info("audit: %d episodes incomplete in the shards; no trace-point errors for them", len(open_eps))
+        logger.info(
+            "audit: %d episodes incomplete in the shards; no trace-point errors for them", len(open_eps)
+        )
     return scan
 
 
@@ -216,8 +230,8 @@ def _accumulate(ann: SampleAnnotation, acc: _SourceAcc, scan: _Scan) -> None:
 
 
 def _clipped(raw: np.ndarray, normalized: np.ndarray, stats: act.ActionStats | None) -> np.ndarray:
-    """Per dimension, 1 where normalization clipped the value at +-1: raw outside [q01, q99] on normalized dims,
-    outside [-1, 1] on the others (from the normalized value alone when the statistics are missing)."""
+    """Per dimension, 1 where normalization clipped the value at +-1: raw outside [q01, q99] on normalized
+    dims, outside [-1, 1] on the others (from the normalized value alone when the statistics are missing)."""
     if stats is not None and stats.dim == raw.shape[0]:
         c = np.where(stats.mask, (raw < stats.q01) | (raw > stats.q99), np.abs(raw) > 1.0)
     else:
@@ -274,13 +288,24 @@ def _source_figures(name: str, acc: _SourceAcc, audit_dir: Path) -> dict:
         "trace_points": f"trace-points-{safe}.png",
         "depth_codes": f"depth-codes-{safe}.png",
     }
-    _write_atomic(audit_dir / images["actions"], plots.action_histograms(
-        acc.norm_counts, NORM_EDGES, raw, clipped, q01, q99))
+    _write_atomic(
+        audit_dir / images["actions"],
+        plots.action_histograms(acc.norm_counts, NORM_EDGES, raw, clipped, q01, q99),
+    )
     counts = [acc.trace_points.get(k, 0) for k in range(TRACE_MAX_POINTS + 1)]
-    _write_atomic(audit_dir / images["trace_points"], plots.counts_bar(
-        counts, "points per trace (0 = no trace)", f"{name}: trace length", labels=[str(k) for k in range(6)]))
-    _write_atomic(audit_dir / images["depth_codes"], plots.counts_bar(
-        acc.depth_counts.tolist(), "depth code", f"{name}: depth code usage", color="#7a4"))
+    _write_atomic(
+        audit_dir / images["trace_points"],
+        plots.counts_bar(
+            counts,
+            "points per trace (0 = no trace)",
+            f"{name}: trace length",
+            labels=[str(k) for k in range(6)],
+        ),
+    )
+    _write_atomic(
+        audit_dir / images["depth_codes"],
+        plots.counts_bar(acc.depth_counts.tolist(), "depth code", f"{name}: depth code usage", color="#7a4"),
+    )
     n = max(acc.samples, 1)
     return {
         "samples": acc.samples,
@@ -304,8 +329,10 @@ def _source_figures(name: str, acc: _SourceAcc, audit_dir: Path) -> dict:
             "codebook": DEPTH_CODEBOOK,
             "histogram": acc.depth_counts.tolist(),
         },
-        "trace_error": {"per_frame": _stats_of(list(acc.frame_errors)),
-                        "per_trace_point": _stats_of(list(acc.point_errors))},
+        "trace_error": {
+            "per_frame": _stats_of(list(acc.frame_errors)),
+            "per_trace_point": _stats_of(list(acc.point_errors)),
+        },
         "images": images,
     }
 
@@ -353,8 +380,10 @@ class _DepthDecoder:
                 except ArmdataError as e:
                     notes.append(f"depth tokenizer {p} not loadable ({e}); depth shown as the code grid")
                     return
-        notes.append(f"depth tokenizer {path!r} (run.json models.depth_tokenizer.path) not found; depth shown as "
-                     "the 10x10 code grid, not decoded")
+        notes.append(
+            f"depth tokenizer {path!r} (run.json models.depth_tokenizer.path) not found; depth shown as "
+            "the 10x10 code grid, not decoded"
+        )
 
     def images(self, codes: list[list[int] | None]) -> list[np.ndarray | None]:
         ok = [i for i, c in enumerate(codes) if c is not None and len(c) == 100]
@@ -375,8 +404,9 @@ class _DepthDecoder:
         return self.tokenizer is not None
 
 
-def _read_cards_data(out_dir: Path, wanted: dict[str, str]
-                     ) -> tuple[dict[str, dict[str, bytes]], dict[tuple[str, str], dict[int, _Step]]]:
+def _read_cards_data(
+    out_dir: Path, wanted: dict[str, str]
+) -> tuple[dict[str, dict[str, bytes]], dict[tuple[str, str], dict[int, _Step]]]:
     """Members of the wanted keys (key -> shard file name) and the light steps of their episodes, reading only
     the shards that hold them (an episode's samples all lie in one shard)."""
     by_shard: dict[str, set[str]] = defaultdict(set)
@@ -417,7 +447,9 @@ def _card_picture(members: dict[str, bytes], ann: SampleAnnotation, episode: dic
     return plots.mark_points(big, scale, est, gt, current=0 if frames and frames[0] == ann.step else None)
 
 
-def _cards(out_dir: Path, audit_dir: Path, chosen: list[tuple[str, str]], decoder: _DepthDecoder) -> list[dict]:
+def _cards(
+    out_dir: Path, audit_dir: Path, chosen: list[tuple[str, str]], decoder: _DepthDecoder
+) -> list[dict]:
     """chosen: (key, shard) of the sampled steps -> card dicts, their pictures written beside the page."""
     members, episodes = _read_cards_data(out_dir, dict(chosen))
     keys = [k for k, _ in chosen]
@@ -429,10 +461,15 @@ def _cards(out_dir: Path, audit_dir: Path, chosen: list[tuple[str, str]], decode
     cards = []
     for i, k in enumerate(keys):
         ann = anns[k]
-        names = {"image": f"card-{i:03d}-image.png", "depth": f"card-{i:03d}-depth.png",
-                 "action": f"card-{i:03d}-action.png"}
-        _write_atomic(audit_dir / names["image"], plots.png_bytes(
-            _card_picture(members[k], ann, episodes[(ann.source, ann.episode)])))
+        names = {
+            "image": f"card-{i:03d}-image.png",
+            "depth": f"card-{i:03d}-depth.png",
+            "action": f"card-{i:03d}-action.png",
+        }
+        _write_atomic(
+            audit_dir / names["image"],
+            plots.png_bytes(_card_picture(members[k], ann, episodes[(ann.source, ann.episode)])),
+        )
         if depth[i] is not None:
             _write_atomic(audit_dir / names["depth"], plots.png_bytes(depth[i]))
         else:
@@ -445,14 +482,25 @@ def _cards(out_dir: Path, audit_dir: Path, chosen: list[tuple[str, str]], decode
         if ann.gripper.uv is not None and gt is not None:
             h, w = ann.image_size
             err = float(np.hypot(*(_to255(ann.gripper.uv, h, w) - _to255(gt, h, w))))
-        cards.append({
-            "key": k, "source": ann.source, "episode": ann.episode, "step": ann.step, "num_steps": ann.num_steps,
-            "flags": list(ann.flags), "instruction": ann.instruction, "trace_uv255": ann.trace_uv255,
-            "action_bins": list(ann.action.bins), "action_ids": list(ann.action.ids),
-            "template": text_name, "prompt": ann.text[text_name]["prompt"] if text_name else None,
-            "answer": ann.text[text_name]["answer"] if text_name else None, "gripper_error": err,
-            "images": names,
-        })
+        cards.append(
+            {
+                "key": k,
+                "source": ann.source,
+                "episode": ann.episode,
+                "step": ann.step,
+                "num_steps": ann.num_steps,
+                "flags": list(ann.flags),
+                "instruction": ann.instruction,
+                "trace_uv255": ann.trace_uv255,
+                "action_bins": list(ann.action.bins),
+                "action_ids": list(ann.action.ids),
+                "template": text_name,
+                "prompt": ann.text[text_name]["prompt"] if text_name else None,
+                "answer": ann.text[text_name]["answer"] if text_name else None,
+                "gripper_error": err,
+                "images": names,
+            }
+        )
     return cards
 
 
@@ -462,8 +510,13 @@ def _cards(out_dir: Path, audit_dir: Path, chosen: list[tuple[str, str]], decode
 def _env():
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters["num"] = format_number
     return env
 
@@ -482,7 +535,9 @@ def format_number(x: Any) -> str:
 # Thresholds past which the report draws a person's eye to a figure (not failures: the data may be right).
 WARN_CODES_USED = 16  # a depth tokenizer using fewer codes than this carries little depth information
 WARN_NO_TRACE_SHARE = 0.2  # more untraced steps than this: the locator/tracker loses the gripper often
-WARN_CLIPPED_SHARE = 0.05  # q01/q99 clip 2% by construction; much more means the statistics do not fit the data
+WARN_CLIPPED_SHARE = (
+    0.05  # q01/q99 clip 2% by construction; much more means the statistics do not fit the data
+)
 WARN_DISAGREE_SHARE = 0.1
 
 
@@ -493,21 +548,27 @@ def quality_warnings(sources: dict, check: CheckReport) -> list[str]:
         out.append(f"the checker found {len(check.failures)} failure(s): see Checks")
     for name, s in sources.items():
         if s["depth"]["codes_used"] < WARN_CODES_USED:
-            out.append(f"{name}: only {s['depth']['codes_used']} of {s['depth']['codebook']} depth codes are used")
+            out.append(
+                f"{name}: only {s['depth']['codes_used']} of {s['depth']['codebook']} depth codes are used"
+            )
         if s["trace"]["no_trace_share"] > WARN_NO_TRACE_SHARE:
             out.append(f"{name}: {100 * s['trace']['no_trace_share']:.0f}% of steps have no trace")
         for dim, c in zip(s["actions"]["dims"], s["actions"]["clipped_share"]):
             if c > WARN_CLIPPED_SHARE:
                 out.append(f"{name}: {100 * c:.0f}% of {dim} values are clipped at +-1")
         if s["pointer_tracker_disagree_share"] > WARN_DISAGREE_SHARE:
-            out.append(f"{name}: pointer and tracker disagree on {100 * s['pointer_tracker_disagree_share']:.0f}% "
-                       "of steps")
+            out.append(
+                f"{name}: pointer and tracker disagree on {100 * s['pointer_tracker_disagree_share']:.0f}% "
+                "of steps"
+            )
     return out
 
 
-def compute_audit(out_dir: str | Path, samples: int = DEFAULT_SAMPLES, seed: int = 0,
-                  check: CheckReport | None = None) -> dict:
-    """Read the output, write the figures into ``OUT/audit`` and return the audit dict (audit.json's content)."""
+def compute_audit(
+    out_dir: str | Path, samples: int = DEFAULT_SAMPLES, seed: int = 0, check: CheckReport | None = None
+) -> dict:
+    """Read the output, write the figures into ``OUT/audit`` and return the audit dict (audit.json's
+    content)."""
     out_dir = Path(out_dir)
     audit_dir = out_dir / AUDIT_DIR
     audit_dir.mkdir(parents=True, exist_ok=True)
@@ -524,7 +585,9 @@ def compute_audit(out_dir: str | Path, samples: int = DEFAULT_SAMPLES, seed: int
             notes.append(f"statistics of {name} unreadable: clipping judged from the normalized values")
     scan = _scan(out_dir, statistics, samples, seed)
     dead, bad_dead = rd.read_dead_letters(out_dir)
-    sources = {name: _source_figures(name, scan.per_source[name], audit_dir) for name in sorted(scan.per_source)}
+    sources = {
+        name: _source_figures(name, scan.per_source[name], audit_dir) for name in sorted(scan.per_source)
+    }
 
     frame_all = [e for a in scan.per_source.values() for e in a.frame_errors]
     point_all = [e for a in scan.per_source.values() for e in a.point_errors]
@@ -532,8 +595,13 @@ def compute_audit(out_dir: str | Path, samples: int = DEFAULT_SAMPLES, seed: int
     images = {}
     if has_gt:
         images["trace_error"] = "trace-error.png"
-        _write_atomic(audit_dir / images["trace_error"], plots.error_histogram(
-            {"per frame": frame_all, "per trace point": point_all}, "gripper / trace error against ground truth"))
+        _write_atomic(
+            audit_dir / images["trace_error"],
+            plots.error_histogram(
+                {"per frame": frame_all, "per trace point": point_all},
+                "gripper / trace error against ground truth",
+            ),
+        )
 
     candidates = [item for r in scan.strata.values() for item in r.items]
     shard_of = {key: shard for key, _, _, shard in candidates}
@@ -568,8 +636,13 @@ def compute_audit(out_dir: str | Path, samples: int = DEFAULT_SAMPLES, seed: int
             "per_trace_point": _stats_of(point_all),
         },
         "sources": sources,
-        "check": {"ok": check.ok, "failures_by_kind": check.by_kind(), "failures": failures,
-                  "failures_shown": len(failures), "notes": list(check.notes)},
+        "check": {
+            "ok": check.ok,
+            "failures_by_kind": check.by_kind(),
+            "failures": failures,
+            "failures_shown": len(failures),
+            "notes": list(check.notes),
+        },
         "dead_letter_lines_unreadable": len(bad_dead),
         "depth_decoded": decoder.decoded,
         "cards": cards,
@@ -605,7 +678,9 @@ def _episode_members(out_dir: Path, source: str, episode: str) -> list[tuple[str
         logger.warning("index unreadable (%s); scanning every shard", e)
     shards = None
     if rows:
-        shards = sorted({Path(str(r["shard"])).name for r in rows if r["source"] == source and r["episode"] == episode})
+        shards = sorted(
+            {Path(str(r["shard"])).name for r in rows if r["source"] == source and r["episode"] == episode}
+        )
     paths = [out_dir / rd.SHARDS_DIR / s for s in shards] if shards else rd.shard_paths(out_dir)
     prefix = f"{source}__{episode}__"
     out = []
@@ -615,7 +690,8 @@ def _episode_members(out_dir: Path, source: str, episode: str) -> list[tuple[str
 
 
 def resolve_episode(out_dir: Path, key: str) -> tuple[str, str]:
-    """``{source}__{episode}`` (or a sample key, or a bare episode key that one source has) -> (source, episode)."""
+    """``{source}__{episode}`` (or a sample key, or a bare episode key that one source has) -> (source,
+    episode)."""
     parts = key.split("__")
     if len(parts) >= 2:
         return parts[0], parts[1]
@@ -624,13 +700,15 @@ def resolve_episode(out_dir: Path, key: str) -> tuple[str, str]:
     if len(hits) == 1:
         return hits[0]
     known = sorted({f"{r['source']}__{r['episode']}" for r in rows})
-    raise ArmdataError(f"episode {key!r}: give it as SOURCE__EPISODE; "
-                       f"{'several sources have it' if hits else 'not found'} (episodes: {', '.join(known[:20])})")
+    raise ArmdataError(
+        f"episode {key!r}: give it as SOURCE__EPISODE; "
+        f"{'several sources have it' if hits else 'not found'} (episodes: {', '.join(known[:20])})"
+    )
 
 
 def write_episode_report(out_dir: str | Path, key: str, max_frames: int = 10) -> Path:
-    """``OUT/audit/episode-KEY/index.html``: filmstrip with the gripper track, depth strip decoded from the codes,
-    actions over time, per-step table. Returns the page's path."""
+    """``OUT/audit/episode-KEY/index.html``: filmstrip with the gripper track, depth strip decoded from the
+    codes, actions over time, per-step table. Returns the page's path."""
     out_dir = Path(out_dir)
     source, episode = resolve_episode(out_dir, key)
     samples = _episode_members(out_dir, source, episode)
@@ -647,9 +725,19 @@ def write_episode_report(out_dir: str | Path, key: str, max_frames: int = 10) ->
     page_dir = out_dir / AUDIT_DIR / f"episode-{_safe(f'{source}__{episode}')}"
     notes: list[str] = []
     run = rd.read_run(out_dir)
-    by_step = {t: _Step(anns[t].key, "", t, list(anns[t].flags), anns[t].gripper.uv,
-                        anns[t].ground_truth.get("gripper_uv") if isinstance(anns[t].ground_truth, dict) else None,
-                        anns[t].trace_uv255, list(anns[t].image_size)) for t in steps}
+    by_step = {
+        t: _Step(
+            anns[t].key,
+            "",
+            t,
+            list(anns[t].flags),
+            anns[t].gripper.uv,
+            anns[t].ground_truth.get("gripper_uv") if isinstance(anns[t].ground_truth, dict) else None,
+            anns[t].trace_uv255,
+            list(anns[t].image_size),
+        )
+        for t in steps
+    }
     est = [by_step[t].uv for t in steps]
     gt = [by_step[t].gt for t in steps]
 
@@ -669,18 +757,24 @@ def write_episode_report(out_dir: str | Path, key: str, max_frames: int = 10) ->
     else:
         images.pop("depth")
     normalized = np.asarray([anns[t].action.normalized for t in steps], dtype=np.float64)
-    decoded = np.stack([act.ids_to_normalized(np.asarray(anns[t].action.ids), anns[t].action.vocab_size)
-                        for t in steps])
-    _write_atomic(page_dir / images["actions"], plots.action_timeline(
-        normalized, decoded, [FLAG_NO_TRACE in anns[t].flags for t in steps]))
+    decoded = np.stack(
+        [act.ids_to_normalized(np.asarray(anns[t].action.ids), anns[t].action.vocab_size) for t in steps]
+    )
+    _write_atomic(
+        page_dir / images["actions"],
+        plots.action_timeline(normalized, decoded, [FLAG_NO_TRACE in anns[t].flags for t in steps]),
+    )
 
     errors: list[float | None] = []
     for t in steps:
         a = anns[t]
         h, w = a.image_size
         g = by_step[t].gt
-        errors.append(float(np.hypot(*(_to255(a.gripper.uv, h, w) - _to255(g, h, w))))
-                      if a.gripper.uv is not None and g is not None else None)
+        errors.append(
+            float(np.hypot(*(_to255(a.gripper.uv, h, w) - _to255(g, h, w))))
+            if a.gripper.uv is not None and g is not None
+            else None
+        )
     if any(e is not None for e in errors):
         images["errors"] = "gripper-error.png"
         _write_atomic(page_dir / images["errors"], plots.error_timeline(errors))
@@ -688,16 +782,38 @@ def write_episode_report(out_dir: str | Path, key: str, max_frames: int = 10) ->
     rows = []
     for i, t in enumerate(steps):
         a = anns[t]
-        rows.append({
-            "step": t, "flags": a.flags, "uv": a.gripper.uv, "gt": by_step[t].gt, "error": errors[i],
-            "trace": a.trace_uv255, "trace_errors": point_errors.get(t), "bins": a.action.bins,
-            "method": a.gripper.method, "confidence": a.gripper.confidence,
-        })
+        rows.append(
+            {
+                "step": t,
+                "flags": a.flags,
+                "uv": a.gripper.uv,
+                "gt": by_step[t].gt,
+                "error": errors[i],
+                "trace": a.trace_uv255,
+                "trace_errors": point_errors.get(t),
+                "bins": a.action.bins,
+                "method": a.gripper.method,
+                "confidence": a.gripper.confidence,
+            }
+        )
     first = anns[steps[0]]
-    page = _env().get_template("episode.html").render(
-        title=f"armdata episode {source}__{episode}", source=source, episode=episode, num_steps=first.num_steps,
-        present=n, instruction=first.instruction, images=images, rows=rows, notes=notes,
-        depth_decoded=decoder.decoded, shown=shown)
+    page = (
+        _env()
+        .get_template("episode.html")
+        .render(
+            title=f"armdata episode {source}__{episode}",
+            source=source,
+            episode=episode,
+            num_steps=first.num_steps,
+            present=n,
+            instruction=first.instruction,
+            images=images,
+            rows=rows,
+            notes=notes,
+            depth_decoded=decoder.decoded,
+            shown=shown,
+        )
+    )
     path = page_dir / INDEX_HTML
     _write_atomic(path, page)
     logger.info("episode page written to %s", path)

@@ -55,7 +55,9 @@ def colorize_depth(depth_u8: np.ndarray) -> np.ndarray:
 def code_grid_image(codes: Sequence[int], size: int = 320, codebook: int = 128) -> np.ndarray:
     """The 10x10 code grid itself as a picture (used when the depth tokenizer cannot be loaded)."""
     g = int(round(len(codes) ** 0.5))
-    grid = (np.asarray(codes, dtype=np.float64).reshape(g, g) * (255.0 / max(codebook - 1, 1))).astype(np.uint8)
+    grid = (np.asarray(codes, dtype=np.float64).reshape(g, g) * (255.0 / max(codebook - 1, 1))).astype(
+        np.uint8
+    )
     img = Image.fromarray(grid).resize((size, size), Image.NEAREST)
     return colorize_depth(np.asarray(img))
 
@@ -69,8 +71,14 @@ def upscale(rgb: np.ndarray, target_width: int = 320) -> tuple[np.ndarray, float
     return np.asarray(Image.fromarray(rgb).resize((w * s, h * s), Image.NEAREST)), float(s)
 
 
-def mark_points(rgb: np.ndarray, scale: float, est: Sequence[Sequence[float] | None],
-                gt: Sequence[Sequence[float] | None], current: int | None = None, track: bool = False) -> np.ndarray:
+def mark_points(
+    rgb: np.ndarray,
+    scale: float,
+    est: Sequence[Sequence[float] | None],
+    gt: Sequence[Sequence[float] | None],
+    current: int | None = None,
+    track: bool = False,
+) -> np.ndarray:
     """Draw gripper points (pixel coordinates of the original frame) on an upscaled image.
 
     est: estimated points (red circles), gt: ground truth (green crosses); ``track`` joins consecutive points;
@@ -101,8 +109,9 @@ def mark_points(rgb: np.ndarray, scale: float, est: Sequence[Sequence[float] | N
     return np.asarray(img)
 
 
-def hstack(images: Sequence[np.ndarray], labels: Sequence[str] | None = None, height: int = 160,
-           gap: int = 4) -> np.ndarray:
+def hstack(
+    images: Sequence[np.ndarray], labels: Sequence[str] | None = None, height: int = 160, gap: int = 4
+) -> np.ndarray:
     """Images side by side at one height, with a label strip under each (a filmstrip)."""
     tiles = []
     for im in images:
@@ -136,9 +145,14 @@ def action_bins_chart(bins: Sequence[int]) -> bytes:
     return _fig_png(fig)
 
 
-def action_histograms(norm_counts: np.ndarray, norm_edges: np.ndarray, raw: np.ndarray,
-                      clipped_share: Sequence[float], q01: Sequence[float] | None,
-                      q99: Sequence[float] | None) -> bytes:
+def action_histograms(
+    norm_counts: np.ndarray,
+    norm_edges: np.ndarray,
+    raw: np.ndarray,
+    clipped_share: Sequence[float],
+    q01: Sequence[float] | None,
+    q99: Sequence[float] | None,
+) -> bytes:
     """Per dimension: normalized values (top, exact counts, with the share clipped) and raw values (bottom, a
     sample of them) with the q01/q99 lines."""
     plt = _pyplot()
@@ -163,8 +177,13 @@ def action_histograms(norm_counts: np.ndarray, norm_edges: np.ndarray, raw: np.n
     return _fig_png(fig)
 
 
-def counts_bar(counts: Sequence[int], xlabel: str, title: str, color: str = "#3b7dd8",
-               labels: Sequence[str] | None = None) -> bytes:
+def counts_bar(
+    counts: Sequence[int],
+    xlabel: str,
+    title: str,
+    color: str = "#3b7dd8",
+    labels: Sequence[str] | None = None,
+) -> bytes:
     plt = _pyplot()
     n = len(counts)
     fig, ax = plt.subplots(figsize=(max(3.0, min(9.0, 0.07 * n + 2.5)), 2.2))
@@ -190,8 +209,13 @@ def error_histogram(series: dict[str, Sequence[float]], title: str) -> bytes:
     bins = np.linspace(0, top * 1.05, 40)
     for name, v in series.items():
         if len(v):
-            ax.stairs(np.histogram(np.clip(v, 0, bins[-1]), bins)[0], bins, fill=True, alpha=0.6,
-                      label=f"{name} (n={len(v)})")
+            ax.stairs(
+                np.histogram(np.clip(v, 0, bins[-1]), bins)[0],
+                bins,
+                fill=True,
+                alpha=0.6,
+                label=f"{name} (n={len(v)})",
+            )
     ax.set_xlabel("error, [0,255] units", fontsize=8)
     ax.set_title(title, fontsize=9)
     ax.tick_params(labelsize=7)

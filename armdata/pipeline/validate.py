@@ -2,19 +2,21 @@
 
 What is checked (issue 7), reading only what is on disk:
 
-- shards: every ``*.tar`` has its manifest (and every manifest its tar); sha256, byte count, sample count, key
-  list and episode list match the manifest; names follow ``armdata-IIIII-of-NNNNN.tar`` with every index present.
-- samples (:func:`check_sample`): members ``jpg`` + ``json`` + one ``{view}.jpg`` per extra view (+ ``traj.*``),
-  images decode at the annotation's size; the key matches the annotation and ``{source}__{episode}__{step:05d}``;
-  100 depth codes in [0, 128); trace 1..5 points in [0, 255], its first point at this step's gripper point, None
-  exactly when flagged ``no_trace``; action ids within the last 256 of the vocabulary, bins = vocab - id, and the
-  id decodes (``clip(vocab - id - 1, 0, 254)``) to within half a bin of the stored normalized value; normalized
-  values agree with the raw action and the statistics; symbols are the tokenizer's own; every applicable template
-  has its text, and the text is exactly what the template renders from the annotation.
+- shards: every ``*.tar`` has its manifest (and every manifest its tar); sha256, byte count, sample count,
+  key list and episode list match the manifest; names follow ``armdata-IIIII-of-NNNNN.tar``, every index
+  present.
+- samples (:func:`check_sample`): members ``jpg`` + ``json`` + one ``{view}.jpg`` per extra view (and
+  ``traj.*``), images decode at the annotation's size; the key matches the annotation and
+  ``{source}__{episode}__{step:05d}``; 100 depth codes in [0, 128); trace 1..5 points in [0, 255], its first
+  point at this step's gripper point, None exactly when flagged ``no_trace``; action ids within the last 256
+  of the vocabulary, bins = vocab - id, and the id decodes (``clip(vocab - id - 1, 0, 254)``) to within half
+  a bin of the stored normalized value; normalized values agree with the raw action and the statistics;
+  symbols are the tokenizer's own; every applicable template has its text, and the text is exactly what the
+  template renders from the annotation.
 - across samples: keys unique across shards; every episode has each of its steps once; each trace equals the
   trace rebuilt from the episode's per-step gripper points (the trace builder's own rule).
-- side files: index rows match the samples one for one and column by column; statistics exist for every source;
-  dead letters are RecordError records; run.json's config hash matches the manifests.
+- side files: index rows match the samples one for one and column by column; statistics exist for every
+  source; dead letters are RecordError records; run.json's config hash matches the manifests.
 """
 
 from __future__ import annotations
@@ -131,18 +133,21 @@ class CheckContext:
     decode_images: bool = True
 
 
-# -- one sample ------------------------------------------------------------------------------------------------
+# -- one sample ----------------------------------------------------------------------------------------------
 
 
-def parse_annotation(members: Mapping[str, bytes], shard: str | None, key: str | None
-                     ) -> tuple[SampleAnnotation | None, list[Failure]]:
+def parse_annotation(
+    members: Mapping[str, bytes], shard: str | None, key: str | None
+) -> tuple[SampleAnnotation | None, list[Failure]]:
     """The ``json`` member as a SampleAnnotation, or None and a failure naming why it could not be read."""
     if "json" not in members:
         return None, [Failure(shard, key, "json", "missing_member", "the sample has no json member")]
     try:
         return SampleAnnotation.from_json(members["json"]), []
     except (ValueError, TypeError, KeyError) as e:
-        return None, [Failure(shard, key, "json", "unreadable", f"not a SampleAnnotation: {type(e).__name__}: {e}")]
+        return None, [
+            Failure(shard, key, "json", "unreadable", f"not a SampleAnnotation: {type(e).__name__}: {e}")
+        ]
 
 
 def _is_int(x: Any) -> bool:
@@ -162,8 +167,9 @@ def _image_size(data: bytes) -> tuple[int, int]:
         return im.height, im.width
 
 
-def _check_members(ann: SampleAnnotation, members: Mapping[str, bytes], shard: str | None, key: str | None,
-                   ctx: CheckContext) -> list[Failure]:
+def _check_members(
+    ann: SampleAnnotation, members: Mapping[str, bytes], shard: str | None, key: str | None, ctx: CheckContext
+) -> list[Failure]:
     out: list[Failure] = []
     views = [f"{v}.jpg" for v in ann.views]
     for m in (*REQUIRED_MEMBERS, *views):
@@ -171,7 +177,9 @@ def _check_members(ann: SampleAnnotation, members: Mapping[str, bytes], shard: s
             out.append(Failure(shard, key, m, "missing_member", f"member {m!r} is missing"))
     known = {*REQUIRED_MEMBERS, *views, *DRAWN_MEMBERS}
     for m in sorted(set(members) - known):
-        out.append(Failure(shard, key, m, "unexpected_member", f"member {m!r} is not part of the sample layout"))
+        out.append(
+            Failure(shard, key, m, "unexpected_member", f"member {m!r} is not part of the sample layout")
+        )
     if ctx.decode_images:
         want = tuple(int(x) for x in ann.image_size) if len(ann.image_size) == 2 else None
         for m in ("jpg", *views, *DRAWN_MEMBERS):
@@ -184,23 +192,31 @@ def _check_members(ann: SampleAnnotation, members: Mapping[str, bytes], shard: s
                 continue
             # Extra views may have their own size; the primary image and the drawn one have the annotation's.
             if m in ("jpg", *DRAWN_MEMBERS) and want is not None and hw != want:
-                out.append(Failure(shard, key, m, "image_size", f"image is {list(hw)}, annotation says {list(want)}"))
+                out.append(
+                    Failure(shard, key, m, "image_size", f"image is {list(hw)}, annotation says {list(want)}")
+                )
     return out
 
 
 def _check_identity(ann: SampleAnnotation, shard: str | None, key: str | None) -> list[Failure]:
     out: list[Failure] = []
     if key is not None and ann.key != key:
-        out.append(Failure(shard, key, "key", "key_mismatch", f"tar key {key!r} but annotation key {ann.key!r}"))
+        out.append(
+            Failure(shard, key, "key", "key_mismatch", f"tar key {key!r} but annotation key {ann.key!r}")
+        )
     try:
         expect = sample_key(ann.source, ann.episode, ann.step)
     except Exception as e:  # check_key raises on dots etc.
         out.append(Failure(shard, key, "key", "bad_key", str(e)))
     else:
         if ann.key != expect:
-            out.append(Failure(shard, key, "key", "key_mismatch", f"annotation key {ann.key!r}, expected {expect!r}"))
+            out.append(
+                Failure(shard, key, "key", "key_mismatch", f"annotation key {ann.key!r}, expected {expect!r}")
+            )
     if not (_is_int(ann.step) and _is_int(ann.num_steps) and 0 <= ann.step < ann.num_steps):
-        out.append(Failure(shard, key, "step", "out_of_range", f"step {ann.step} of num_steps {ann.num_steps}"))
+        out.append(
+            Failure(shard, key, "step", "out_of_range", f"step {ann.step} of num_steps {ann.num_steps}")
+        )
     if not (len(ann.image_size) == 2 and all(_is_int(x) and x > 0 for x in ann.image_size)):
         out.append(Failure(shard, key, "image_size", "bad_value", f"image_size {ann.image_size!r}"))
     if not isinstance(ann.instruction, str) or not ann.instruction.strip():
@@ -213,11 +229,22 @@ def _check_depth(ann: SampleAnnotation, shard: str | None, key: str | None) -> l
     if codes is None:
         return [Failure(shard, key, "depth_codes", "missing", "no depth codes")]
     if len(codes) != NUM_DEPTH_CODES:
-        return [Failure(shard, key, "depth_codes", "wrong_length", f"{len(codes)} codes, expected {NUM_DEPTH_CODES}")]
+        return [
+            Failure(
+                shard, key, "depth_codes", "wrong_length", f"{len(codes)} codes, expected {NUM_DEPTH_CODES}"
+            )
+        ]
     bad = [(i, c) for i, c in enumerate(codes) if not (_is_int(c) and 0 <= c < DEPTH_CODEBOOK)]
     if bad:
-        return [Failure(shard, key, "depth_codes", "out_of_range",
-                        f"{len(bad)} codes outside [0, {DEPTH_CODEBOOK}), first at index {bad[0][0]}: {bad[0][1]!r}")]
+        return [
+            Failure(
+                shard,
+                key,
+                "depth_codes",
+                "out_of_range",
+                f"{len(bad)} codes outside [0, {DEPTH_CODEBOOK}), first at index {bad[0][0]}: {bad[0][1]!r}",
+            )
+        ]
     return []
 
 
@@ -225,11 +252,20 @@ def _check_gripper(ann: SampleAnnotation, shard: str | None, key: str | None) ->
     out: list[Failure] = []
     uv = ann.gripper.uv
     if uv is not None and not (len(uv) == 2 and all(_is_num(x) for x in uv)):
-        out.append(Failure(shard, key, "gripper.uv", "bad_value", f"gripper point {uv!r} is not 2 finite numbers"))
+        out.append(
+            Failure(shard, key, "gripper.uv", "bad_value", f"gripper point {uv!r} is not 2 finite numbers")
+        )
     if (uv is None) != (FLAG_NO_POINT in ann.flags):
-        out.append(Failure(shard, key, "gripper.uv", "flag_mismatch",
-                           f"gripper point is {'missing' if uv is None else 'present'} but flag {FLAG_NO_POINT!r} is "
-                           f"{'absent' if uv is None else 'set'}"))
+        out.append(
+            Failure(
+                shard,
+                key,
+                "gripper.uv",
+                "flag_mismatch",
+                f"gripper point is {'missing' if uv is None else 'present'} but flag {FLAG_NO_POINT!r} is "
+                f"{'absent' if uv is None else 'set'}",
+            )
+        )
     if not _is_num(ann.gripper.confidence):
         out.append(Failure(shard, key, "gripper.confidence", "bad_value", f"{ann.gripper.confidence!r}"))
     return out
@@ -243,77 +279,143 @@ def _check_trace(ann: SampleAnnotation, shard: str | None, key: str | None) -> l
             return [Failure(shard, key, "trace_uv255", "missing", f"no trace and no {FLAG_NO_TRACE!r} flag")]
         return []
     if flagged:
-        return [Failure(shard, key, "trace_uv255", "flag_mismatch", f"a trace on a step flagged {FLAG_NO_TRACE!r}")]
+        return [
+            Failure(
+                shard, key, "trace_uv255", "flag_mismatch", f"a trace on a step flagged {FLAG_NO_TRACE!r}"
+            )
+        ]
     if not 1 <= len(tr) <= TRACE_MAX_POINTS:
-        return [Failure(shard, key, "trace_uv255", "wrong_length", f"{len(tr)} points, expected 1..{TRACE_MAX_POINTS}")]
+        return [
+            Failure(
+                shard, key, "trace_uv255", "wrong_length", f"{len(tr)} points, expected 1..{TRACE_MAX_POINTS}"
+            )
+        ]
     for i, p in enumerate(tr):
         if not (isinstance(p, list) and len(p) == 2 and all(_is_int(x) and 0 <= x <= 255 for x in p)):
-            return [Failure(shard, key, "trace_uv255", "out_of_range", f"point {i} {p!r} is not 2 ints in [0, 255]")]
+            return [
+                Failure(
+                    shard, key, "trace_uv255", "out_of_range", f"point {i} {p!r} is not 2 ints in [0, 255]"
+                )
+            ]
     uv = ann.gripper.uv
     if uv is not None and len(uv) == 2 and len(ann.image_size) == 2:
         h, w = ann.image_size
         here = to_uv255(np.asarray(uv, dtype=np.float64), h, w).tolist()
         if tr[0] != here:
-            return [Failure(shard, key, "trace_uv255", "not_at_step",
-                            f"first point {tr[0]} is not this step's gripper point {here}")]
+            return [
+                Failure(
+                    shard,
+                    key,
+                    "trace_uv255",
+                    "not_at_step",
+                    f"first point {tr[0]} is not this step's gripper point {here}",
+                )
+            ]
     return []
 
 
-def _check_action(ann: SampleAnnotation, shard: str | None, key: str | None, ctx: CheckContext) -> list[Failure]:
+def _check_action(
+    ann: SampleAnnotation, shard: str | None, key: str | None, ctx: CheckContext
+) -> list[Failure]:
     out: list[Failure] = []
     a = ann.action
     vocab = a.vocab_size
     if ctx.vocab_size is not None and vocab != ctx.vocab_size:
-        out.append(Failure(shard, key, "action.vocab_size", "mismatch",
-                           f"vocab_size {vocab}, the job's tokenizer has {ctx.vocab_size}"))
+        out.append(
+            Failure(
+                shard,
+                key,
+                "action.vocab_size",
+                "mismatch",
+                f"vocab_size {vocab}, the job's tokenizer has {ctx.vocab_size}",
+            )
+        )
     if not (_is_int(vocab) and vocab >= NUM_ACTION_BINS):
         return out + [Failure(shard, key, "action.vocab_size", "bad_value", f"vocab_size {vocab!r}")]
     n = act.ACTION_DIM
     for name in ("raw", "normalized", "bins", "ids", "symbols"):
         if len(getattr(a, name)) != n:
-            out.append(Failure(shard, key, f"action.{name}", "wrong_length", f"{len(getattr(a, name))} values, expected {n}"))
+            out.append(
+                Failure(
+                    shard,
+                    key,
+                    f"action.{name}",
+                    "wrong_length",
+                    f"{len(getattr(a, name))} values, expected {n}",
+                )
+            )
     if out:
         return out
     lo, hi = vocab - NUM_ACTION_BINS, vocab - 1
     bad = [i for i in a.ids if not (_is_int(i) and lo <= i <= hi)]
     if bad:
-        return [Failure(shard, key, "action.ids", "out_of_range", f"ids {bad} outside the last 256 [{lo}, {hi}]")]
+        return [
+            Failure(shard, key, "action.ids", "out_of_range", f"ids {bad} outside the last 256 [{lo}, {hi}]")
+        ]
     ids = np.asarray(a.ids, dtype=np.int64)
     if [vocab - b for b in a.bins] != a.ids:
         out.append(Failure(shard, key, "action.bins", "mismatch", f"bins {a.bins} != vocab_size - ids"))
     if not all(_is_num(x) and -1.0 <= float(x) <= 1.0 for x in a.normalized):
-        out.append(Failure(shard, key, "action.normalized", "out_of_range", f"{a.normalized} outside [-1, 1]"))
+        out.append(
+            Failure(shard, key, "action.normalized", "out_of_range", f"{a.normalized} outside [-1, 1]")
+        )
     else:
         decoded = act.ids_to_normalized(ids, vocab)
         far = np.abs(decoded - np.asarray(a.normalized)) > _DECODE_TOL
         if far.any():
-            out.append(Failure(shard, key, "action.ids", "not_decodable",
-                               f"dims {np.flatnonzero(far).tolist()} decode to {decoded[far].round(4).tolist()}, "
-                               f"stored normalized {np.asarray(a.normalized)[far].round(4).tolist()}"))
+            out.append(
+                Failure(
+                    shard,
+                    key,
+                    "action.ids",
+                    "not_decodable",
+                    f"dims {np.flatnonzero(far).tolist()} decode to {decoded[far].round(4).tolist()}, "
+                    f"stored normalized {np.asarray(a.normalized)[far].round(4).tolist()}",
+                )
+            )
     stats = ctx.statistics.get(ann.source)
     if stats is not None and all(_is_num(x) for x in a.raw) and stats.dim == n:
         expect = act.normalize(np.asarray(a.raw, dtype=np.float64), stats)
         far = np.abs(expect - np.asarray(a.normalized, dtype=np.float64)) > _NORMALIZE_TOL
         if far.any():
-            out.append(Failure(shard, key, "action.normalized", "mismatch",
-                               f"dims {np.flatnonzero(far).tolist()}: raw action normalizes to "
-                               f"{expect[far].round(4).tolist()} with the statistics"))
+            out.append(
+                Failure(
+                    shard,
+                    key,
+                    "action.normalized",
+                    "mismatch",
+                    f"dims {np.flatnonzero(far).tolist()}: raw action normalizes to "
+                    f"{expect[far].round(4).tolist()} with the statistics",
+                )
+            )
     if ctx.symbols_of is not None:
         want = ctx.symbols_of(a.ids)
         if list(a.symbols) != list(want):
-            out.append(Failure(shard, key, "action.symbols", "mismatch", f"symbols {a.symbols} != tokenizer's {want}"))
+            out.append(
+                Failure(
+                    shard, key, "action.symbols", "mismatch", f"symbols {a.symbols} != tokenizer's {want}"
+                )
+            )
     if a.chunk_ids is not None:
         rows = a.chunk_ids
         if not rows or any(len(r) != n for r in rows):
-            out.append(Failure(shard, key, "action.chunk_ids", "wrong_length", "chunk rows must each hold 7 ids"))
+            out.append(
+                Failure(shard, key, "action.chunk_ids", "wrong_length", "chunk rows must each hold 7 ids")
+            )
         elif any(not (_is_int(i) and lo <= i <= hi) for r in rows for i in r):
             out.append(Failure(shard, key, "action.chunk_ids", "out_of_range", f"ids outside [{lo}, {hi}]"))
         elif list(rows[0]) != list(a.ids):
-            out.append(Failure(shard, key, "action.chunk_ids", "mismatch", "the chunk's first row is not this step's ids"))
+            out.append(
+                Failure(
+                    shard, key, "action.chunk_ids", "mismatch", "the chunk's first row is not this step's ids"
+                )
+            )
     return out
 
 
-def expected_text(ann: SampleAnnotation, names: Sequence[str] | None, phrase: str) -> dict[str, dict[str, str]]:
+def expected_text(
+    ann: SampleAnnotation, names: Sequence[str] | None, phrase: str
+) -> dict[str, dict[str, str]]:
     """What the templates render from this annotation (the text must be exactly this)."""
     from armdata.annotators.depth_tokenizer import depth_text
 
@@ -327,7 +429,9 @@ def expected_text(ann: SampleAnnotation, names: Sequence[str] | None, phrase: st
     return render_all(inputs, settings, list(names) if names else None)
 
 
-def _check_text(ann: SampleAnnotation, shard: str | None, key: str | None, ctx: CheckContext) -> list[Failure]:
+def _check_text(
+    ann: SampleAnnotation, shard: str | None, key: str | None, ctx: CheckContext
+) -> list[Failure]:
     out: list[Failure] = []
     phrases = [ctx.information_phrase] if ctx.information_phrase else ["this", "these"]
     try:
@@ -340,7 +444,9 @@ def _check_text(ann: SampleAnnotation, shard: str | None, key: str | None, ctx: 
     for name in sorted(want_names - set(have)):
         out.append(Failure(shard, key, f"text.{name}", "missing_template", f"no text for template {name!r}"))
     for name in sorted(set(have) - want_names):
-        why = "not applicable to this step" if name in TEMPLATES.names() else "not a template the job rendered"
+        why = (
+            "not applicable to this step" if name in TEMPLATES.names() else "not a template the job rendered"
+        )
         out.append(Failure(shard, key, f"text.{name}", "unexpected_template", f"text for {name!r}: {why}"))
     for name in sorted(want_names & set(have)):
         got = have[name]
@@ -349,13 +455,26 @@ def _check_text(ann: SampleAnnotation, shard: str | None, key: str | None, ctx: 
             continue
         for part in ("prompt", "answer"):
             if all(got.get(part) != opt[name][part] for opt in options):
-                out.append(Failure(shard, key, f"text.{name}.{part}", "text_mismatch",
-                                   f"the {part} is not what template {name!r} renders from the annotation"))
+                out.append(
+                    Failure(
+                        shard,
+                        key,
+                        f"text.{name}.{part}",
+                        "text_mismatch",
+                        f"the {part} is not what template {name!r} renders from the annotation",
+                    )
+                )
     return out
 
 
-def check_sample(annotation: SampleAnnotation | bytes | None, members: Mapping[str, bytes], *,
-                 shard: str | None = None, key: str | None = None, ctx: CheckContext | None = None) -> list[Failure]:
+def check_sample(
+    annotation: SampleAnnotation | bytes | None,
+    members: Mapping[str, bytes],
+    *,
+    shard: str | None = None,
+    key: str | None = None,
+    ctx: CheckContext | None = None,
+) -> list[Failure]:
     """Every per-sample check on one sample; [] when it is good.
 
     annotation: the parsed ``json`` member (or its bytes, or None to parse it from ``members``); members: the
@@ -431,9 +550,15 @@ def load_context(out_dir: str | Path, report: CheckReport, load_tokenizer: bool 
         else:
             symbols_of = tok.ids_to_symbols
             if vocab is not None and int(vocab) != tok.vocab_size:
-                report.failures.append(Failure(None, None, "run.json", "mismatch",
-                                               f"models.action_tokenizer.vocab_size {vocab} but the tokenizer has "
-                                               f"{tok.vocab_size}"))
+                report.failures.append(
+                    Failure(
+                        None,
+                        None,
+                        "run.json",
+                        "mismatch",
+                        f"models.action_tokenizer.vocab_size {vocab} but the tokenizer has {tok.vocab_size}",
+                    )
+                )
             vocab = tok.vocab_size
     elif not tok_path:
         report.notes.append("run.json names no action tokenizer: symbols not checked")
@@ -457,8 +582,9 @@ def load_context(out_dir: str | Path, report: CheckReport, load_tokenizer: bool 
     )
 
 
-def _check_shard(path: Path, ctx: CheckContext, report: CheckReport, seen: list[_Seen],
-                 config_hash: str | None) -> None:
+def _check_shard(
+    path: Path, ctx: CheckContext, report: CheckReport, seen: list[_Seen], config_hash: str | None
+) -> None:
     name = path.name
     fails = report.failures
     keys: list[str] = []
@@ -472,11 +598,31 @@ def _check_shard(path: Path, ctx: CheckContext, report: CheckReport, seen: list[
                 continue
             fails.extend(check_sample(ann, members, shard=name, key=key, ctx=ctx))
             episodes.add(f"{ann.source}__{ann.episode}")
-            seen.append(_Seen(name, key, ann.source, ann.episode, ann.step, ann.num_steps, list(ann.image_size),
-                              ann.gripper.uv, ann.trace_uv255, ann.instruction, list(ann.flags)))
+            seen.append(
+                _Seen(
+                    name,
+                    key,
+                    ann.source,
+                    ann.episode,
+                    ann.step,
+                    ann.num_steps,
+                    list(ann.image_size),
+                    ann.gripper.uv,
+                    ann.trace_uv255,
+                    ann.instruction,
+                    list(ann.flags),
+                )
+            )
     except Exception as e:  # the reader raises tarfile/ValueError/OSError kinds on damaged tars
-        fails.append(Failure(name, keys[-1] if keys else None, "tar", "unreadable",
-                             f"the shard cannot be read past {len(keys)} samples: {type(e).__name__}: {e}"))
+        fails.append(
+            Failure(
+                name,
+                keys[-1] if keys else None,
+                "tar",
+                "unreadable",
+                f"the shard cannot be read past {len(keys)} samples: {type(e).__name__}: {e}",
+            )
+        )
     report.samples += len(keys)
     mpath = rd.manifest_path(path)
     if not mpath.exists():
@@ -491,27 +637,64 @@ def _check_shard(path: Path, ctx: CheckContext, report: CheckReport, seen: list[
         fails.append(Failure(name, None, "manifest.shard", "mismatch", f"manifest names {man.shard!r}"))
     size = path.stat().st_size
     if man.num_bytes != size:
-        fails.append(Failure(name, None, "manifest.num_bytes", "mismatch", f"manifest {man.num_bytes}, file {size}"))
+        fails.append(
+            Failure(name, None, "manifest.num_bytes", "mismatch", f"manifest {man.num_bytes}, file {size}")
+        )
     digest = _sha256(path)
     if man.sha256 != digest:
-        fails.append(Failure(name, None, "manifest.sha256", "mismatch", f"manifest {man.sha256[:16]}..., "
-                                                                        f"file {digest[:16]}..."))
+        fails.append(
+            Failure(
+                name,
+                None,
+                "manifest.sha256",
+                "mismatch",
+                f"manifest {man.sha256[:16]}..., file {digest[:16]}...",
+            )
+        )
     if man.num_samples != len(keys):
-        fails.append(Failure(name, None, "manifest.num_samples", "mismatch",
-                             f"manifest {man.num_samples}, shard holds {len(keys)}"))
+        fails.append(
+            Failure(
+                name,
+                None,
+                "manifest.num_samples",
+                "mismatch",
+                f"manifest {man.num_samples}, shard holds {len(keys)}",
+            )
+        )
     if list(man.keys) != keys:
         extra = sorted(set(keys) - set(man.keys))
         lost = sorted(set(man.keys) - set(keys))
         where = extra[0] if extra else (lost[0] if lost else None)
-        fails.append(Failure(name, where, "manifest.keys", "mismatch",
-                             f"{len(extra)} keys not in the manifest, {len(lost)} listed but absent"
-                             + ("" if extra or lost else ", order differs")))
+        fails.append(
+            Failure(
+                name,
+                where,
+                "manifest.keys",
+                "mismatch",
+                f"{len(extra)} keys not in the manifest, {len(lost)} listed but absent"
+                + ("" if extra or lost else ", order differs"),
+            )
+        )
     if set(man.episodes) != episodes:
-        fails.append(Failure(name, None, "manifest.episodes", "mismatch",
-                             f"manifest lists {len(set(man.episodes))} episodes, shard holds {len(episodes)}"))
+        fails.append(
+            Failure(
+                name,
+                None,
+                "manifest.episodes",
+                "mismatch",
+                f"manifest lists {len(set(man.episodes))} episodes, shard holds {len(episodes)}",
+            )
+        )
     if config_hash and man.config_hash != config_hash:
-        fails.append(Failure(name, None, "manifest.config_hash", "mismatch",
-                             f"manifest {man.config_hash}, run.json {config_hash}"))
+        fails.append(
+            Failure(
+                name,
+                None,
+                "manifest.config_hash",
+                "mismatch",
+                f"manifest {man.config_hash}, run.json {config_hash}",
+            )
+        )
 
 
 def _check_shard_names(paths: list[Path], out_dir: Path, report: CheckReport) -> None:
@@ -519,12 +702,16 @@ def _check_shard_names(paths: list[Path], out_dir: Path, report: CheckReport) ->
     for p in paths:
         m = rd.SHARD_RE.match(p.name)
         if not m:
-            report.failures.append(Failure(p.name, None, "shard", "bad_name", "not armdata-IIIII-of-NNNNN.tar"))
+            report.failures.append(
+                Failure(p.name, None, "shard", "bad_name", "not armdata-IIIII-of-NNNNN.tar")
+            )
         else:
             parsed[p.name] = (int(m.group(1)), int(m.group(2)))
     counts = {n for _, n in parsed.values()}
     if len(counts) > 1:
-        report.failures.append(Failure(None, None, "shard", "bad_name", f"shards disagree on the count: {sorted(counts)}"))
+        report.failures.append(
+            Failure(None, None, "shard", "bad_name", f"shards disagree on the count: {sorted(counts)}")
+        )
     elif counts:
         n = counts.pop()
         # The job plans no empty shard, so an absent one lost its samples, unless every episode planned for it
@@ -533,14 +720,25 @@ def _check_shard_names(paths: list[Path], out_dir: Path, report: CheckReport) ->
         for i in range(n):
             if shard_name(i, n) not in parsed:
                 if dead:
-                    report.notes.append(f"{shard_name(i, n)} is absent; {len(dead)} records failed (failures.jsonl),"
-                                        " which may have emptied it")
+                    report.notes.append(
+                        f"{shard_name(i, n)} is absent; {len(dead)} records failed (failures.jsonl),"
+                        " which may have emptied it"
+                    )
                 else:
-                    report.failures.append(Failure(shard_name(i, n), None, "shard", "missing", "this shard is absent"))
+                    report.failures.append(
+                        Failure(shard_name(i, n), None, "shard", "missing", "this shard is absent")
+                    )
     for man in sorted((out_dir / SHARDS_DIR).glob("*.json")) if (out_dir / SHARDS_DIR).is_dir() else []:
         if not man.with_suffix(".tar").exists():
-            report.failures.append(Failure(man.with_suffix(".tar").name, None, "shard", "missing",
-                                           f"manifest {man.name} without its tar"))
+            report.failures.append(
+                Failure(
+                    man.with_suffix(".tar").name,
+                    None,
+                    "shard",
+                    "missing",
+                    f"manifest {man.name} without its tar",
+                )
+            )
 
 
 def _check_episodes(seen: list[_Seen], report: CheckReport) -> None:
@@ -550,7 +748,9 @@ def _check_episodes(seen: list[_Seen], report: CheckReport) -> None:
     for key, group in by_key.items():
         if len(group) > 1:
             where = ", ".join(g.shard for g in group)
-            report.failures.append(Failure(group[1].shard, key, "key", "duplicate_key", f"key appears in {where}"))
+            report.failures.append(
+                Failure(group[1].shard, key, "key", "duplicate_key", f"key appears in {where}")
+            )
     episodes: dict[tuple[str, str], dict[int, _Seen]] = defaultdict(dict)
     for s in seen:
         episodes[(s.source, s.episode)].setdefault(s.step, s)
@@ -559,34 +759,66 @@ def _check_episodes(seen: list[_Seen], report: CheckReport) -> None:
         first = next(iter(steps.values()))
         n = first.num_steps
         if any(s.num_steps != n for s in steps.values()):
-            report.failures.append(Failure(first.shard, first.key, "num_steps", "mismatch",
-                                           "steps of one episode disagree on num_steps"))
+            report.failures.append(
+                Failure(
+                    first.shard,
+                    first.key,
+                    "num_steps",
+                    "mismatch",
+                    "steps of one episode disagree on num_steps",
+                )
+            )
             continue
         lost = [t for t in range(n) if t not in steps]
         if lost:
             k = sample_key(source, episode, lost[0])
-            report.failures.append(Failure(None, k, "step", "missing_step",
-                                           f"{len(lost)} of {n} steps of {source}__{episode} are absent"))
+            report.failures.append(
+                Failure(
+                    None,
+                    k,
+                    "step",
+                    "missing_step",
+                    f"{len(lost)} of {n} steps of {source}__{episode} are absent",
+                )
+            )
             continue
         h, w = first.image_size
         ordered = [steps[t] for t in range(n)]
-        pts = np.array([s.uv if s.uv is not None and len(s.uv) == 2 else [np.nan, np.nan] for s in ordered], float)
+        pts = np.array(
+            [s.uv if s.uv is not None and len(s.uv) == 2 else [np.nan, np.nan] for s in ordered], float
+        )
         vis = np.array([s.uv is not None for s in ordered])
         for s, tr in zip(ordered, build_traces(pts, vis, h, w)):
             want = tr.tolist() if tr is not None else None
             if s.trace is not None and want is not None and s.trace != want:
-                report.failures.append(Failure(s.shard, s.key, "trace_uv255", "trace_mismatch",
-                                               f"trace {s.trace} but the episode's gripper points give {want}"))
+                report.failures.append(
+                    Failure(
+                        s.shard,
+                        s.key,
+                        "trace_uv255",
+                        "trace_mismatch",
+                        f"trace {s.trace} but the episode's gripper points give {want}",
+                    )
+                )
             elif (s.trace is None) != (want is None):
-                report.failures.append(Failure(s.shard, s.key, "trace_uv255", "trace_mismatch",
-                                               f"trace {s.trace} but the episode's gripper points give {want}"))
+                report.failures.append(
+                    Failure(
+                        s.shard,
+                        s.key,
+                        "trace_uv255",
+                        "trace_mismatch",
+                        f"trace {s.trace} but the episode's gripper points give {want}",
+                    )
+                )
 
 
 def _check_index(out_dir: Path, seen: list[_Seen], report: CheckReport) -> None:
     try:
         rows = rd.read_index_rows(out_dir)
     except Exception as e:  # pyarrow raises ArrowInvalid/OSError on a damaged file
-        report.failures.append(Failure(INDEX_FILE, None, INDEX_FILE, "unreadable", f"{type(e).__name__}: {e}"))
+        report.failures.append(
+            Failure(INDEX_FILE, None, INDEX_FILE, "unreadable", f"{type(e).__name__}: {e}")
+        )
         return
     if rows is None:
         report.failures.append(Failure(INDEX_FILE, None, INDEX_FILE, "missing", "the index is absent"))
@@ -594,7 +826,9 @@ def _check_index(out_dir: Path, seen: list[_Seen], report: CheckReport) -> None:
     cols = set(rows[0]) if rows else set(INDEX_COLUMNS)
     lost = [c for c in INDEX_COLUMNS if c not in cols]
     if lost:
-        report.failures.append(Failure(INDEX_FILE, None, INDEX_FILE, "missing_column", f"columns {lost} absent"))
+        report.failures.append(
+            Failure(INDEX_FILE, None, INDEX_FILE, "missing_column", f"columns {lost} absent")
+        )
         return
     by_key = {s.key: s for s in seen}
     counted = Counter(r["key"] for r in rows)
@@ -606,15 +840,30 @@ def _check_index(out_dir: Path, seen: list[_Seen], report: CheckReport) -> None:
     for r in rows:
         s = by_key.get(r["key"])
         if s is None:
-            report.failures.append(Failure(r.get("shard"), r["key"], "index.key", "unknown_key", "no such sample"))
+            report.failures.append(
+                Failure(r.get("shard"), r["key"], "index.key", "unknown_key", "no such sample")
+            )
             continue
-        want = {"shard": s.shard, "source": s.source, "episode": s.episode, "step": s.step,
-                "instruction": s.instruction, "flags": sorted(s.flags)}
+        want = {
+            "shard": s.shard,
+            "source": s.source,
+            "episode": s.episode,
+            "step": s.step,
+            "instruction": s.instruction,
+            "flags": sorted(s.flags),
+        }
         got = {**r, "shard": Path(str(r["shard"])).name, "flags": sorted(r["flags"] or [])}
         for col, v in want.items():
             if got[col] != v:
-                report.failures.append(Failure(s.shard, s.key, f"index.{col}", "mismatch",
-                                               f"index has {got[col]!r}, the sample {v!r}"))
+                report.failures.append(
+                    Failure(
+                        s.shard,
+                        s.key,
+                        f"index.{col}",
+                        "mismatch",
+                        f"index has {got[col]!r}, the sample {v!r}",
+                    )
+                )
 
 
 def check_output(out_dir: str | Path, *, load_tokenizer: bool = True) -> CheckReport:
@@ -629,7 +878,9 @@ def check_output(out_dir: str | Path, *, load_tokenizer: bool = True) -> CheckRe
     paths = rd.shard_paths(out_dir)
     report.shards = len(paths)
     if not paths:
-        report.failures.append(Failure(None, None, "shards", "missing", f"no shards under {out_dir / SHARDS_DIR}"))
+        report.failures.append(
+            Failure(None, None, "shards", "missing", f"no shards under {out_dir / SHARDS_DIR}")
+        )
     _check_shard_names(paths, out_dir, report)
     config_hash = rd.nested(rd.read_run(out_dir), "config_hash")
     seen: list[_Seen] = []
@@ -638,7 +889,9 @@ def check_output(out_dir: str | Path, *, load_tokenizer: bool = True) -> CheckRe
     _check_episodes(seen, report)
     _check_index(out_dir, seen, report)
     for source in sorted({s.source for s in seen} - set(ctx.statistics)):
-        report.failures.append(Failure(STATS_FILE, None, f"{source}.action", "missing", "no statistics for this source"))
+        report.failures.append(
+            Failure(STATS_FILE, None, f"{source}.action", "missing", "no statistics for this source")
+        )
     records, bad = rd.read_dead_letters(out_dir)
     for n, why in bad:
         report.failures.append(Failure(FAILURES_FILE, None, f"line {n}", "unreadable", why))
@@ -646,10 +899,23 @@ def check_output(out_dir: str | Path, *, load_tokenizer: bool = True) -> CheckRe
         missing = [k for k in ("source", "field", "kind", "message") if k not in r]
         if missing:
             report.failures.append(Failure(FAILURES_FILE, None, f"record {n}", "bad_record", f"no {missing}"))
-    logger.info("checked %s: %d shards, %d samples, %d failures", out_dir, report.shards, report.samples,
-                len(report.failures))
+    logger.info(
+        "checked %s: %d shards, %d samples, %d failures",
+        out_dir,
+        report.shards,
+        report.samples,
+        len(report.failures),
+    )
     return report
 
 
-__all__ = ["CheckContext", "CheckReport", "Failure", "check_output", "check_sample", "expected_text",
-           "load_context", "parse_annotation"]
+__all__ = [
+    "CheckContext",
+    "CheckReport",
+    "Failure",
+    "check_output",
+    "check_sample",
+    "expected_text",
+    "load_context",
+    "parse_annotation",
+]
