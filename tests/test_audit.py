@@ -144,3 +144,20 @@ def test_warnings_point_at_figures_worth_a_look(audited):
     assert "srcA: 10% of x values are clipped at +-1" in a["warnings"]
     assert not any("depth codes" in w for w in a["warnings"])  # the factory uses 80 of 128 codes
     assert "Worth a look" in page.read_text()
+
+
+def test_report_on_a_damaged_output_lists_the_failures(audited, tmp_path):
+    out, _, _ = audited
+    copy = tmp_path / "out"
+    shutil.copytree(out.out_dir, copy, ignore=shutil.ignore_patterns(AUDIT_DIR))
+    bad = of.FactoryOutput(copy, out.keys, out.shard_of, out.episodes, out.run)
+    k1, k2 = out.keys[0], out.keys[-1]
+    of.edit_annotation(bad, k1, lambda d: d["depth_codes"].__setitem__(5, 999))
+    of.rewrite_sample(bad, k2, "json", b"{not json")
+    page = run_audit(copy, samples=30, seed=0)
+    a = json.loads((page.parent / "audit.json").read_text())
+    assert not a["summary"]["check_ok"] and a["summary"]["unreadable_samples"] == 1
+    named = {(f["key"], f["field"]) for f in a["check"]["failures"]}
+    assert (k1, "depth_codes") in named and (k2, "json") in named
+    assert "the checker found" in a["warnings"][0]
+    assert k1 in page.read_text() and len(a["cards"]) == 29

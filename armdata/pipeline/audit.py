@@ -177,6 +177,8 @@ def _scan(out_dir: Path, statistics: dict[str, act.ActionStats], cards: int, see
             for key, members in rd.iter_shard(path):
                 try:
                     ann = SampleAnnotation.from_json(members["json"])
+                    if len(ann.image_size) != 2:
+                        raise ValueError("image_size")
                 except (KeyError, ValueError, TypeError):
                     scan.unreadable += 1  # the checker names it; the figures leave it out
                     continue
@@ -386,7 +388,11 @@ class _DepthDecoder:
         )
 
     def images(self, codes: list[list[int] | None]) -> list[np.ndarray | None]:
-        ok = [i for i, c in enumerate(codes) if c is not None and len(c) == 100]
+        ok = [
+            i
+            for i, c in enumerate(codes)
+            if c is not None and len(c) == 100 and all(0 <= int(x) < DEPTH_CODEBOOK for x in c)
+        ]
         out: list[np.ndarray | None] = [None] * len(codes)
         if not ok:
             return out

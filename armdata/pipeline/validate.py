@@ -436,6 +436,8 @@ def _check_text(
     phrases = [ctx.information_phrase] if ctx.information_phrase else ["this", "these"]
     try:
         options = [expected_text(ann, ctx.template_names, p) for p in phrases]
+    except KeyError as e:  # run.json names a template this armdata does not have
+        return [Failure(shard, key, "text", "unknown_template", str(e))]
     except (ValueError, TypeError) as e:  # malformed inputs are reported by their own checks
         logger.debug("%s: text not re-rendered: %s", key, e)
         return out
