@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from armdata.schemas.sample import FLAG_NO_TRACE
 from armdata.annotators.trace import (
     NO_TRACE_FLAG,
     build_traces,
@@ -90,7 +91,7 @@ def test_steps_after_the_last_valid_point_get_no_trace():
     assert all(tr is not None for tr in traces[:5])
     assert traces[5:] == [None, None, None]
     assert traces[4].shape == (1, 2)
-    assert NO_TRACE_FLAG == "no_future_point"
+    assert NO_TRACE_FLAG == FLAG_NO_TRACE == "no_trace"
 
 
 def test_episode_with_no_valid_point_has_no_trace_at_all():

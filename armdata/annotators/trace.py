@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from armdata.schemas.sample import FLAG_NO_TRACE
+
 #: MolmoAct's trace has at most 5 points.
 MAX_TRACE_POINTS = 5
 #: Flag written on a step that has no valid point from it to the episode's end.
-NO_TRACE_FLAG = "no_future_point"
+NO_TRACE_FLAG = FLAG_NO_TRACE
 
 
 def to_uv255(points_uv: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -54,12 +54,12 @@ class TemplateConfig(_Section):
         description="templates rendered for every sample",
     )
     information_phrase: Literal["this", "these"] = Field("this", description="MolmoAct loader: this; card: these")
-    store_drawn_image: bool = Field(True, description="store traj.jpg (trace drawn) or only the points to draw")
+    store_drawn_image: bool = Field(True, description="store traj.png (trace drawn) or only the points to draw")
 
 
 class OutputSettings(_Section):
     episodes_per_shard: int = Field(32, description="shard count = ceil(episodes / this); episodes hashed to shards")
-    jpeg_quality: int = Field(95, description="only for images the source did not store as JPEG, and traj.jpg")
+    jpeg_quality: int = Field(95, description="only for images the source did not store as JPEG, and traj.png")
 
 
 class AnnotateConfig(_Section):

@@ -3,7 +3,7 @@
 A sample's structured annotation (``SampleAnnotation``, stored as the ``json`` member) is the source of truth;
 every text is rendered from it by a versioned template (``armdata.schemas.templates``), so re-rendering needs no
 model. Images are stored once per step: ``jpg`` (the primary camera, the source's JPEG bytes passed through where
-possible), ``{view}.jpg`` for extra views, and ``traj.jpg`` (the trace drawn as MolmoAct's loader draws it) when
+possible), ``{view}.jpg`` for extra views, and ``traj.png`` (the trace drawn as MolmoAct's loader draws it) when
 the config stores drawn images.
 
 Output folder (``OUT``)::
@@ -41,7 +41,7 @@ DEPTH_CODEBOOK = 128
 NUM_ACTION_BINS = 256  # token ids are the last 256 of the vocabulary
 TRACE_MAX_POINTS = 5
 
-# Members every sample has (plus one `{view}.jpg` per extra view of its source, and `traj.jpg` when drawn
+# Members every sample has (plus one `{view}.jpg` per extra view of its source, and `traj.png` when drawn
 # images are stored).
 REQUIRED_MEMBERS = ("jpg", "json")
 
