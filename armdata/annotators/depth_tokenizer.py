@@ -334,6 +334,7 @@ def save_checkpoint(model: AiTVQVAE, path: str | os.PathLike, extra_metadata: Ma
     meta.update(extra_metadata or {})
     tmp = f"{path}.tmp"
     save_file(sd, tmp, metadata=meta)
+    os.chmod(tmp, 0o644)  # safetensors creates the file owner-only; a shipped or shared checkpoint is readable
     os.replace(tmp, path)
 
 

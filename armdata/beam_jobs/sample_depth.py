@@ -81,7 +81,12 @@ def chosen_frames(ep, source_name: str, backend: str, fraction: float, seed: int
     for _, t in candidate_steps(source_name, ep.episode_key, ep.num_steps, fraction, seed):
         key = sample_key(source_name, ep.episode_key, t)
         if chosen is None or key in chosen:
-            yield (key, ep.episode_key, t), np.asarray(frames[t])
+            frame = np.asarray(frames[t])
+            if backend == "depth-camera" and not (np.isfinite(frame) & (frame > 0)).any():
+                # a depth frame without a single reading has no map; counted, not fatal
+                beam.metrics.Metrics.counter("armdata", "depth/frames_without_readings").inc()
+                continue
+            yield (key, ep.episode_key, t), frame
 
 
 def atomic_write(path: str, data: bytes) -> None:

@@ -171,7 +171,7 @@ class TrainConfig:
     checkpoint_every: int = 200  # steps between resumable checkpoints
     keep_checkpoints: int = 2  # older resumable checkpoints are deleted
     data_init: bool = True  # codebook starts from encoder outputs of the first batch
-    restart_dead_every: int = 10  # codes not used at all in this many steps restart at an encoder output (0: never)
+    restart_dead_every: int = 5  # codes not used at all in this many steps restart at an encoder output (0: never)
     flip: bool = True  # random left-right flips (a depth map mirrored is still a depth map)
     device: str = "cpu"
     torch_threads: int | None = None
