@@ -161,3 +161,24 @@ def test_registry_is_strict():
         make_depth_backend("midas")
     with pytest.raises(ValueError, match="already registered"):
         register_depth_backend("depth-camera")(DepthCameraBackend)
+
+
+def test_depth_anything_through_run_inference_equals_the_backend(tiny_model_dir, tiny_backend):
+    import apache_beam as beam
+    from apache_beam.ml.inference.base import RunInference
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from armdata.pipeline.depth_stage import keyed_depth_handler
+
+    frames = _frames(3, seed=4)
+    expected = [(i, tiny_backend.process_batch(frames[i : i + 1])[0].tobytes()) for i in range(3)]
+    handler = keyed_depth_handler("depth-anything", {"model": tiny_model_dir, "input_size": 252}, max_batch_size=2)
+    with TestPipeline() as p:
+        out = (
+            p
+            | beam.Create([(i, frames[i]) for i in range(3)])
+            | RunInference(handler)
+            | beam.MapTuple(lambda k, m: (k, m.tobytes()))
+        )
+        assert_that(out, equal_to(expected))

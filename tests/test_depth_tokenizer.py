@@ -225,3 +225,19 @@ def test_depth_text_rejects_out_of_range_codes():
         depth_text([128])
     with pytest.raises(ValueError):
         depth_text([-1])
+
+
+def test_shipped_demo_tokenizer_loads_and_reconstructs_a_depth_like_map():
+    from armdata.annotators.depth_tokenizer import default_demo_tokenizer_path
+
+    tok = DepthTokenizer.from_checkpoint(default_demo_tokenizer_path())
+    assert tok.config.num_tokens == 128 and tok.config.grid == 10
+    # a floor seen obliquely (far at the top, near at the bottom) with a box on it, like the sample's maps
+    floor = np.broadcast_to(np.linspace(40, 200, 320, dtype=np.float32)[:, None], (320, 320)).copy()
+    floor[150:230, 100:180] = 230
+    m = floor.astype(np.uint8)[None]
+    codes = tok.encode(m)
+    back = tok.decode(codes).astype(np.float32)
+    mse = float(((back - m) ** 2).mean())
+    baseline = float(((m - m.mean()) ** 2).mean())
+    assert mse < 0.25 * baseline
