@@ -113,10 +113,18 @@ class DepthStage:
             inputs = ep.depth_camera
         else:
             inputs = ep.primary
+        from armdata.annotators.depth import InvalidDepthFrame
+
         b = self.cfg.depth.max_batch_frames
+        maps = []
         # Fixed chunks within one episode: results do not depend on how a runner bundles episodes.
-        work.depth_u8 = np.concatenate([self._backends[name].process_batch(inputs[i : i + b])
-                                        for i in range(0, len(inputs), b)])
+        for i in range(0, len(inputs), b):
+            try:
+                maps.append(self._backends[name].process_batch(inputs[i : i + b]))
+            except InvalidDepthFrame as e:
+                field_name = "depth_camera" if name == "depth-camera" else "primary"
+                raise RecordError(ep.source, ep.episode_key, i + e.frame_index, field_name, "bad_depth", str(e)) from None
+        work.depth_u8 = np.concatenate(maps)
         work.provenance["depth_backend"] = name
         return work
 

@@ -170,7 +170,7 @@ def hf_features(views: list[str] = (), drawn_member: str | None = "traj.png", te
         "flags": seq(s), "text": text, "template_version": s, "provenance_id": s,
         "ground_truth": {"gripper_uv": seq(f32)}, "schema_version": i32,
     }
-    feats = {"jpg": hfd.Image(), "json": ann}
+    feats = {"__key__": s, "__url__": s, "jpg": hfd.Image(), "json": ann}
     for v in views:
         feats[f"{v}.jpg"] = hfd.Image()
     if drawn_member:
