@@ -10,7 +10,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+
+# TensorFlow's C++ start-up banner is noise for users of a data tool; -v brings it back.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from armdata.schemas.errors import ArmdataError
 
@@ -68,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
+    if not args.verbose:
+        # Beam, absl and TF log every bundle and file at INFO; armdata's own INFO lines stay.
+        for noisy in ("apache_beam", "absl", "tensorflow"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     mod = importlib.import_module(args._module)
     run = getattr(mod, f"run_{args.command.replace('-', '_')}", None) or mod.run
     accepts_beam = getattr(mod, "ACCEPTS_BEAM_ARGS", False)
