@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser_for(argv)
     args, beam_args = parser.parse_known_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s",
+        force=True,
     )
     if not args.verbose:
         # Beam, absl and TF log every bundle and file at INFO; armdata's own INFO lines stay.
