@@ -142,6 +142,25 @@ def test_sample_depth_is_deterministic(sampled_dir, tmp_path):
         assert (tmp_path / f.name).read_bytes() == f.read_bytes()
 
 
+def test_sample_depth_takes_several_sources_one_folder_each(tmp_path):
+    import yaml
+
+    from armdata.cli import main
+    from armdata.schemas.source import builtin_sources_dir
+
+    spec = yaml.safe_load((builtin_sources_dir() / "sample.yaml").read_text())
+    spec["name"] = "sample_copy"
+    other = tmp_path / "sample_copy.yaml"
+    other.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "maps"
+    assert main(["sample-depth", "--source", "sample", "--source", str(other), "--out", str(out),
+                 "--fraction", "0.2", "--max-maps", "4", "--num-shards", "1"]) == 0
+    assert json.loads((out / "sample" / "manifest.json").read_text())["maps"] == 4
+    assert json.loads((out / "sample_copy" / "manifest.json").read_text())["maps"] == 4
+    keys, maps = read_depth_shards(out)  # training reads every source's folder
+    assert len(keys) == 8 and {k.split("__")[0] for k in keys} == {"sample", "sample_copy"}
+
+
 # ---------------------------------------------------------------------------------------------------- training
 def _cfg(steps: int, **kw) -> TrainConfig:
     base = dict(steps=steps, batch_size=4, lr=1e-3, seed=0, log_every=1, eval_every=100, checkpoint_every=3,

@@ -40,7 +40,8 @@ MANIFEST = "manifest.json"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", required=True, help="source file or known source name (e.g. sample)")
+    parser.add_argument("--source", action="append", required=True,
+                        help="source file or known source name (e.g. sample); repeatable: one sub-folder per source")
     parser.add_argument("--out", required=True, help="output directory for the shards")
     parser.add_argument("--fraction", type=float, default=0.1, help="share of steps kept (hashed, seeded coin)")
     parser.add_argument("--max-maps", type=int, default=None, help="keep at most this many (smallest coins)")
@@ -176,16 +177,21 @@ def run(args, beam_args: list[str]) -> int:
         raise ArmdataError(f"--max-maps must be at least 1, got {args.max_maps}")
     if args.num_shards < 1:
         raise ArmdataError(f"--num-shards must be at least 1, got {args.num_shards}")
-    source = resolve_source(args.source)
-    if "://" not in args.out:
-        os.makedirs(args.out, exist_ok=True)
-    p = make_pipeline(beam_args)
-    build(p, source, args)
-    p.run().wait_until_finish()
-    with open(os.path.join(args.out, MANIFEST), encoding="utf-8") if "://" not in args.out else _remote(args.out) as f:
-        manifest = json.load(f)
-    print(f"wrote {manifest['maps']} depth maps in {len(manifest['shards'])} shard(s) to {args.out} "
-          f"(backend {manifest['backend']})")
+    sources = [resolve_source(s) for s in args.source]
+    root = args.out
+    for source in sources:
+        # One source: shards straight in --out. Several: one sub-folder each (training reads them all).
+        out = root if len(sources) == 1 else f"{root.rstrip('/')}/{source.name}"
+        one = argparse.Namespace(**{**vars(args), "out": out})
+        if "://" not in out:
+            os.makedirs(out, exist_ok=True)
+        p = make_pipeline(beam_args)
+        build(p, source, one)
+        p.run().wait_until_finish()
+        with open(os.path.join(out, MANIFEST), encoding="utf-8") if "://" not in out else _remote(out) as f:
+            manifest = json.load(f)
+        print(f"wrote {manifest['maps']} depth maps of {source.name} in {len(manifest['shards'])} shard(s) to "
+              f"{out} (backend {manifest['backend']})")
     return 0
 
 

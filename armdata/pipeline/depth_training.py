@@ -121,8 +121,8 @@ def write_depth_shard(path: str | os.PathLike, items: Iterable[tuple[str, np.nda
 
 
 def shard_files(data_dir: str | os.PathLike) -> list[str]:
-    """The depth shards in a directory, sorted. None found is an error naming the directory."""
-    files = sorted(str(p) for p in Path(data_dir).glob("depth-*-of-*.tar") if SHARD_RE.search(p.name))
+    """The depth shards in a directory and its sub-folders (one per source), sorted. None found is an error."""
+    files = sorted(str(p) for p in Path(data_dir).rglob("depth-*-of-*.tar") if SHARD_RE.search(p.name))
     if not files:
         raise ArmdataError(f"{data_dir}: no depth shards (depth-*-of-*.tar); make them with `armdata sample-depth`")
     return files
