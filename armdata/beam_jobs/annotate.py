@@ -10,14 +10,9 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import io
 import json
 import logging
 import math
-import os
-import shutil
-import sys
-import tarfile
 from dataclasses import dataclass
 
 import apache_beam as beam
@@ -45,13 +40,15 @@ from armdata.pipeline.annotate import (
     write_tar,
 )
 from armdata.pipeline.annotate_config import AnnotateConfig, load_config
+from armdata.pipeline import fs
 from armdata.pipeline.read_rlds import episode_keys
 from armdata.schemas.errors import ArmdataError
 from armdata.schemas.sample import (
+    FAILURES_FILE,
     INDEX_FILE,
+    STATS_FILE,
     SHARDS_DIR,
     ShardManifest,
-    SampleAnnotation,
     shard_name,
 )
 from armdata.schemas.source import SourceConfig, resolve_source
@@ -147,7 +144,7 @@ class WriteEpisodePart(beam.DoFn):
             yield TaggedOutput(FAILURES, stage_error(work, "sample", e).to_dict())
             return
         ep_id = episode_id(work.episode.source, work.episode.episode_key)
-        write_tar(os.path.join(self.parts_dir, f"{ep_id}.tar"), samples)
+        write_tar(fs.join(self.parts_dir, f"{ep_id}.tar"), samples)
         self.annotated.inc()
         self.samples.inc(len(samples))
         yield self.plan.shard_of(ep_id), ep_id
@@ -169,36 +166,20 @@ class WriteShard(beam.DoFn):
         name = shard_name(index, self.num_shards)
         samples = []
         for ep_id in ep_ids:
-            samples.extend(read_tar(os.path.join(self.parts_dir, f"{ep_id}.tar")))
-        path = os.path.join(self.shards_dir, name)
-        write_tar(path, samples)
+            samples.extend(read_tar(fs.join(self.parts_dir, f"{ep_id}.tar")))
+        num_bytes, sha256 = write_tar(fs.join(self.shards_dir, name), samples)
         rows = []
         for key, members in samples:
             ann = json.loads(members["json"])
             rows.append({"key": key, "shard": name, "source": ann["source"], "episode": ann["episode"],
                          "step": ann["step"], "instruction": ann["instruction"], "flags": ann["flags"]})
         manifest = ShardManifest(
-            shard=name, num_samples=len(samples), num_bytes=os.path.getsize(path), sha256=_sha256(path),
+            shard=name, num_samples=len(samples), num_bytes=num_bytes, sha256=sha256,
             keys=[k for k, _ in samples], episodes=ep_ids, config_hash=self.config_hash,
         )
-        _atomic_write(os.path.join(self.shards_dir, name[: -len(".tar")] + ".json"), manifest.to_json())
-        _atomic_write(os.path.join(self.index_dir, name + ".json"), json.dumps(rows))
+        fs.write_bytes(fs.join(self.shards_dir, name[: -len(".tar")] + ".json"), manifest.to_json().encode())
+        fs.write_bytes(fs.join(self.index_dir, name + ".json"), json.dumps(rows).encode())
         yield name
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _atomic_write(path: str, text: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 @dataclass(frozen=True)
@@ -243,14 +224,14 @@ def annotate_sources(
     beam_args: list[str],
 ) -> AnnotateResult:
     """Run the job; returns counts. Resumes from ``OUT/.work/<config hash>`` when it exists."""
-    out_dir = os.path.abspath(out_dir)
+    out_dir = fs.absolute(out_dir)
     config_hash = cfg.config_hash([s.fingerprint() for s in sources], __version__)
-    work = os.path.join(out_dir, WORK_DIR, config_hash)
-    parts_dir, index_dir = os.path.join(work, "episodes"), os.path.join(work, "index")
-    shards_dir = os.path.join(out_dir, SHARDS_DIR)
+    work = fs.join(out_dir, WORK_DIR, config_hash)
+    parts_dir, index_dir = fs.join(work, "episodes"), fs.join(work, "index")
+    shards_dir = fs.join(out_dir, SHARDS_DIR)
     for d in (parts_dir, index_dir, shards_dir):
-        os.makedirs(d, exist_ok=True)
-    done = {f[: -len(".tar")] for f in os.listdir(parts_dir) if f.endswith(".tar")}
+        fs.makedirs(d)
+    done = {fs.basename(f)[: -len(".tar")] for f in fs.glob(fs.join(parts_dir, "*.tar"))}
     all_ids = [episode_id(s.name, k) for s in sources for k in episode_keys(s)]
     total = len(all_ids)
     plan = ShardPlan.make(all_ids, cfg.output.episodes_per_shard)
@@ -296,31 +277,28 @@ def annotate_sources(
     result.wait_until_finish()
 
     names = [n for n in (shard_name(i, num_shards) for i in range(num_shards))
-             if os.path.exists(os.path.join(index_dir, n + ".json")) and _current(shards_dir, n, config_hash)]
+             if fs.exists(fs.join(index_dir, n + ".json")) and _current(shards_dir, n, config_hash)]
     _remove_stale(shards_dir, names)
     rows = _write_index(out_dir, index_dir, names)
     annotated = counter_value(result, "episodes_annotated")
     skipped_n = counter_value(result, "episodes_skipped")
-    failed = sum(1 for _ in open(os.path.join(out_dir, "failures.jsonl"), encoding="utf-8"))
+    failed = sum(1 for line in fs.read_bytes(fs.join(out_dir, FAILURES_FILE)).splitlines() if line.strip())
     check_failure_fraction(failed, total, cfg.max_failure_fraction)
     return AnnotateResult(out_dir, config_hash, num_shards, names, total, annotated, skipped_n, failed, rows,
                           provenance)
 
 
 def _current(shards_dir: str, name: str, config_hash: str) -> bool:
-    path = os.path.join(shards_dir, name[: -len(".tar")] + ".json")
-    if not os.path.exists(path):
+    path = fs.join(shards_dir, name[: -len(".tar")] + ".json")
+    if not fs.exists(path):
         return False
-    with open(path, encoding="utf-8") as f:
-        return ShardManifest.from_json(f.read()).config_hash == config_hash
+    return ShardManifest.from_json(fs.read_bytes(path).decode()).config_hash == config_hash
 
 
 def _remove_stale(shards_dir: str, keep: list[str]) -> None:
     """Shards of another config or shard count: a changed config never leaves old samples beside new ones."""
     keep_set = set(keep) | {n[: -len(".tar")] + ".json" for n in keep}
-    for f in os.listdir(shards_dir):
-        if f not in keep_set:
-            os.remove(os.path.join(shards_dir, f))
+    fs.delete([f for f in fs.glob(fs.join(shards_dir, "*")) if fs.basename(f) not in keep_set])
 
 
 def _write_index(out_dir: str, index_dir: str, names: list[str]) -> int:
@@ -329,17 +307,16 @@ def _write_index(out_dir: str, index_dir: str, names: list[str]) -> int:
 
     rows = []
     for n in names:
-        with open(os.path.join(index_dir, n + ".json"), encoding="utf-8") as f:
-            rows.extend(json.load(f))
+        rows.extend(json.loads(fs.read_bytes(fs.join(index_dir, n + ".json"))))
     table = pa.Table.from_pylist(
         rows,
         schema=pa.schema([("key", pa.string()), ("shard", pa.string()), ("source", pa.string()),
                           ("episode", pa.string()), ("step", pa.int32()), ("instruction", pa.string()),
                           ("flags", pa.list_(pa.string()))]),
     )
-    tmp = os.path.join(out_dir, INDEX_FILE + ".tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, os.path.join(out_dir, INDEX_FILE))
+    buf = pa.BufferOutputStream()
+    pq.write_table(table, buf)
+    fs.write_bytes(fs.join(out_dir, INDEX_FILE), buf.getvalue().to_pybytes())
     return len(rows)
 
 
@@ -383,18 +360,17 @@ def configure(parser) -> None:
 
 
 def load_statistics(path: str) -> dict:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return json.loads(fs.read_bytes(path))
 
 
 def run(args, beam_args) -> int:
     sources = [resolve_source(s) for s in args.source]
     cfg = config_from_args(args)
-    stats_path = args.statistics or cfg.actions.statistics or os.path.join(args.out, "dataset_statistics.json")
-    if not os.path.exists(stats_path):
+    stats_path = args.statistics or cfg.actions.statistics or fs.join(args.out, STATS_FILE)
+    if not fs.exists(stats_path):
         raise ArmdataError(f"no action statistics at {stats_path}: run `armdata stats` first or use `armdata build`")
     res = annotate_sources(sources, args.out, cfg, load_statistics(stats_path), beam_args)
     print(f"annotated {res.episodes_annotated} episodes ({res.episodes_skipped} already done, "
           f"{res.episodes_failed} failed) -> {res.samples} samples in {res.num_shards} shards under "
-          f"{os.path.join(res.out_dir, SHARDS_DIR)}")
+          f"{fs.join(res.out_dir, SHARDS_DIR)}")
     return 0

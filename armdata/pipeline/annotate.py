@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
-import os
 import tarfile
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +34,7 @@ from armdata.schemas.sample import (
 from armdata.schemas.source import SourceConfig
 from armdata.schemas.templates import TEMPLATE_VERSION, TemplateSettings, TextInputs, render_all
 
+from armdata.pipeline import fs
 from armdata.pipeline.annotate_config import AnnotateConfig
 
 logger = logging.getLogger(__name__)
@@ -366,21 +366,24 @@ def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
     return ti
 
 
-def write_tar(path: str, samples: list[tuple[str, dict[str, bytes]]]) -> None:
-    """Write samples (key -> members) as a WebDataset tar, atomically (temporary name, then rename)."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for key, members in samples:
-            for ext in sorted(members):
-                data = members[ext]
-                tar.addfile(_tarinfo(f"{key}.{ext}", len(data)), io.BytesIO(data))
-    os.replace(tmp, path)
+def write_tar(path: str, samples: list[tuple[str, dict[str, bytes]]]) -> tuple[int, str]:
+    """Write samples (key -> members) as a WebDataset tar, atomically (local, gs://, s3://).
+
+    Returns (bytes, sha256) of what was written, hashed on the way out (no second read).
+    """
+    with fs.atomic_create(path) as w:
+        with tarfile.open(fileobj=w, mode="w|", format=tarfile.USTAR_FORMAT) as tar:
+            for key, members in samples:
+                for ext in sorted(members):
+                    data = members[ext]
+                    tar.addfile(_tarinfo(f"{key}.{ext}", len(data)), io.BytesIO(data))
+    return w.num_bytes, w.sha256.hexdigest()
 
 
 def read_tar(path: str) -> list[tuple[str, dict[str, bytes]]]:
     """Samples of a tar written by write_tar, in order (key = name before the first dot)."""
     out: list[tuple[str, dict[str, bytes]]] = []
-    with tarfile.open(path, "r") as tar:
+    with fs.open_read(path) as f, tarfile.open(fileobj=f, mode="r|") as tar:
         for m in tar:
             key, ext = m.name.split(".", 1)
             data = tar.extractfile(m).read()
