@@ -10,6 +10,7 @@ import logging
 import os
 
 from armdata.beam_jobs.annotate import add_config_flags, config_from_args, annotate_sources
+from armdata.pipeline import fs
 from armdata.pipeline.card import write_card, write_run_record
 from armdata.schemas.sample import AUDIT_DIR, INDEX_FILE, SHARDS_DIR, STATS_FILE
 from armdata.schemas.source import builtin_sources_dir, resolve_source
@@ -24,34 +25,34 @@ def build(sources, out_dir: str, cfg, beam_args: list[str], argv: list[str] | No
     """Statistics (cached), the annotate job, run.json, the card, the audit. Returns the paths it wrote."""
     from armdata.beam_jobs.stats import statistics_for
 
-    os.makedirs(out_dir, exist_ok=True)
+    fs.makedirs(out_dir)
     if cfg.actions.statistics:
-        with open(cfg.actions.statistics, encoding="utf-8") as f:
-            statistics = json.load(f)
+        statistics = json.loads(fs.read_bytes(cfg.actions.statistics))
     else:
         # The annotate job writes failures.jsonl (it reads the same episodes, and more can fail there).
         statistics = statistics_for(sources, out_dir, beam_args, failures_file="stats_failures.jsonl")
-    stats_path = os.path.join(out_dir, STATS_FILE)
-    if not os.path.exists(stats_path):
-        with open(stats_path, "w", encoding="utf-8") as f:
-            json.dump(statistics, f, indent=2)
+    stats_path = fs.join(out_dir, STATS_FILE)
+    if not fs.exists(stats_path):
+        fs.write_bytes(stats_path, json.dumps(statistics, indent=2).encode())
     res = annotate_sources(sources, out_dir, cfg, statistics, beam_args)
     counts = {k: v for k, v in dataclasses.asdict(res).items() if k.startswith("episodes") or k == "samples"}
     counts["shards"] = res.num_shards
     record = write_run_record(out_dir, sources=sources, config=cfg.model_dump(mode="json"),
                               config_hash=res.config_hash, counts=counts, models=res.provenance, argv=argv)
     paths = {
-        "shards": os.path.join(res.out_dir, SHARDS_DIR),
-        "index": os.path.join(res.out_dir, INDEX_FILE),
+        "shards": fs.join(res.out_dir, SHARDS_DIR),
+        "index": fs.join(res.out_dir, INDEX_FILE),
         "statistics": stats_path,
         "card": write_card(out_dir, record),
     }
-    if audit:
+    if audit and not fs.is_remote(out_dir):
         from armdata.pipeline.audit import run_audit
 
         paths["report"] = str(run_audit(out_dir))
     else:
-        paths["report"] = os.path.join(out_dir, AUDIT_DIR, "index.html")
+        if audit:
+            logger.info("the audit reads a local folder: copy %s down and run `armdata audit` on it", out_dir)
+        paths["report"] = fs.join(out_dir, AUDIT_DIR, "index.html") + " (not written)"
     return paths
 
 

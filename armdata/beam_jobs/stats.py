@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import shutil
-import tempfile
+import uuid
 from collections.abc import Iterable
 
 import apache_beam as beam
@@ -28,6 +28,7 @@ import numpy as np
 from apache_beam.pvalue import TaggedOutput
 
 from armdata.beam_jobs.common import FAILURES, METRICS_NAMESPACE, check_failure_fraction, make_pipeline
+from armdata.pipeline import fs
 from armdata.pipeline.stats import (
     DEFAULT_EXACT_LIMIT,
     DEFAULT_SKETCH_K,
@@ -180,12 +181,8 @@ def _cache_path(cache_dir: str, name: str, key: str) -> str:
 
 def _read_text_outputs(prefix: str) -> list[str]:
     lines: list[str] = []
-    folder = os.path.dirname(prefix)
-    base = os.path.basename(prefix)
-    for fn in sorted(os.listdir(folder)):
-        if fn.startswith(base):
-            with open(os.path.join(folder, fn), encoding="utf-8") as f:
-                lines.extend(line for line in f.read().splitlines() if line.strip())
+    for path in fs.glob(prefix + "*"):
+        lines.extend(line for line in fs.read_bytes(path).decode("utf-8").splitlines() if line.strip())
     return lines
 
 
@@ -194,8 +191,8 @@ def _run_statistics_job(sources: list[SourceConfig], keys: dict[str, str], setti
     """One Beam pipeline over all `sources`: (name -> entry, dead letters)."""
     from armdata.beam_jobs.common import read_standard_episodes
 
-    stats_prefix = os.path.join(work_dir, "statistics")
-    fail_prefix = os.path.join(work_dir, "failures")
+    stats_prefix = fs.join(work_dir, "statistics")
+    fail_prefix = fs.join(work_dir, "failures")
     p = make_pipeline(beam_args)
     episode_pcolls, failure_pcolls = [], []
     for src in sources:
@@ -226,11 +223,7 @@ def _run_statistics_job(sources: list[SourceConfig], keys: dict[str, str], setti
 
 
 def _write_failures_atomic(path: str, failures: list[dict]) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        for d in failures:
-            f.write(json.dumps(d, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    fs.write_bytes(path, "".join(json.dumps(d, sort_keys=True) + "\n" for d in failures).encode("utf-8"))
 
 
 def statistics_for(
@@ -258,7 +251,7 @@ def statistics_for(
     if not sources:
         raise StatisticsError("no sources given")
     cache_dir = cache_dir or default_cache_dir()
-    os.makedirs(out_dir, exist_ok=True)
+    fs.makedirs(out_dir)
     keys = {s.name: source_cache_key(s, settings) for s in sources}
 
     entries: dict[str, dict] = {}
@@ -277,18 +270,22 @@ def statistics_for(
 
     if todo:
         logger.info("computing statistics of %s", ", ".join(s.name for s in todo))
-        work_dir = tempfile.mkdtemp(prefix=".stats-", dir=out_dir)
+        # Beam's text outputs go to a scratch folder in the output (workers on a cluster can reach it).
+        work_dir = fs.join(out_dir, f".stats-{uuid.uuid4().hex[:12]}")
+        fs.makedirs(work_dir)
         try:
             fresh, fresh_failures = _run_statistics_job(todo, keys, settings, beam_args, work_dir)
         finally:
-            shutil.rmtree(work_dir, ignore_errors=True)
+            fs.delete(fs.glob(fs.join(work_dir, "*")))
+            if not fs.is_remote(work_dir):
+                shutil.rmtree(work_dir, ignore_errors=True)
         for d in fresh_failures:
             failures.setdefault(d.get("source"), []).append(d)
         entries.update(fresh)
 
     all_failures = [d for name in names for d in sorted(failures.get(name, []), key=_failure_order)]
-    all_failures += [d for name, fs in failures.items() if name not in names for d in fs]
-    _write_failures_atomic(os.path.join(out_dir, failures_file), all_failures)
+    all_failures += [d for name, fl in failures.items() if name not in names for d in fl]
+    _write_failures_atomic(fs.join(out_dir, failures_file), all_failures)
 
     for s in todo:
         n_bad = sum(1 for d in failures.get(s.name, []) if d.get("episode") is not None)
@@ -306,7 +303,7 @@ def statistics_for(
             write_json_atomic(_cache_path(cache_dir, s.name, keys[s.name]),
                               {"entry": entries[s.name], "failures": failures.get(s.name, [])})
     result = {n: entries[n] for n in names}
-    write_json_atomic(os.path.join(out_dir, STATISTICS_FILE), result)
+    fs.write_bytes(fs.join(out_dir, STATISTICS_FILE), (json.dumps(result, indent=2) + "\n").encode("utf-8"))
     return result
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 import shlex
 import sys
 from typing import Any
 
 from armdata import __version__
+from armdata.pipeline import fs
 from armdata.schemas.sample import CARD_FILE, RUN_FILE, SHARDS_DIR
 from armdata.schemas.source import SourceConfig
 from armdata.schemas.templates import TEMPLATE_VERSION, TEMPLATES
@@ -38,15 +38,12 @@ def write_run_record(out_dir: str, *, sources: list[SourceConfig], config: dict,
         "versions": {"python": platform.python_version(), "apache_beam": apache_beam.__version__,
                      "torch": torch.__version__, "transformers": transformers.__version__},
     }
-    _atomic_json(os.path.join(out_dir, RUN_FILE), record)
+    _atomic_json(fs.join(out_dir, RUN_FILE), record)
     return record
 
 
 def _atomic_json(path: str, obj: Any) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=str)
-    os.replace(tmp, path)
+    fs.write_bytes(path, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
 
 
 def _licences(models: dict) -> list[str]:
@@ -113,9 +110,6 @@ def write_card(out_dir: str, record: dict) -> str:
         "layout); `audit/index.html` the audit report.",
         "",
     ]
-    path = os.path.join(out_dir, CARD_FILE)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines))
-    os.replace(tmp, path)
+    path = fs.join(out_dir, CARD_FILE)
+    fs.write_bytes(path, "\n".join(lines).encode())
     return path
