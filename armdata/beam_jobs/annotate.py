@@ -197,20 +197,16 @@ class AnnotateResult:
 
 
 def _model_provenance(cfg: AnnotateConfig, sources: list[SourceConfig]) -> dict:
-    """Models, revisions and licences, read off the stages as workers will load them."""
+    """Models, revisions and licences as workers will load them, read without loading the big ones here (the
+    machine that launches a cluster job may have no GPU). The depth tokenizer's layout is checked (fail early)."""
     depth = DepthStage(cfg, sources)
-    depth.setup()
-    codes = DepthCodeStage(cfg)
-    codes.setup()
-    trace = TraceStageRunner(cfg, sources)
-    trace.setup()
     from armdata.annotators.action_tokenizer import ActionTokenizer
 
     tok = ActionTokenizer.from_pretrained(cfg.actions.tokenizer)
     return {
         "depth": {"backends": depth.provenance(), "per_source": depth.backend_of},
-        "depth_tokenizer": codes.provenance(),
-        "trace": trace.provenance(),
+        "depth_tokenizer": DepthCodeStage(cfg).provenance(),
+        "trace": TraceStageRunner(cfg, sources).provenance(),
         "action_tokenizer": {"name_or_path": cfg.actions.tokenizer, "vocab_size": tok.vocab_size,
                              "revision": getattr(tok, "revision", None)},
     }

@@ -85,23 +85,27 @@ class DepthStage:
         self.backend_of = {s.name: depth_backend_for(cfg, s) for s in sources}
         self._backends: dict[str, Any] = {}
 
-    def setup(self) -> None:
+    def _make(self, name: str):
         from armdata.annotators.depth import make_depth_backend
 
+        if name == "depth-anything":
+            kw = {"input_size": self.cfg.depth.input_size, "device": self.cfg.depth.device}
+            if self.cfg.depth.model:
+                kw["model"] = self.cfg.depth.model
+            return make_depth_backend(name, **kw)
+        return make_depth_backend(name)
+
+    def setup(self) -> None:
         _set_threads(self.cfg.torch_threads)
         for name in sorted(set(self.backend_of.values())):
-            if name == "depth-anything":
-                kw = {"input_size": self.cfg.depth.input_size, "device": self.cfg.depth.device}
-                if self.cfg.depth.model:
-                    kw["model"] = self.cfg.depth.model
-                backend = make_depth_backend(name, **kw)
-            else:
-                backend = make_depth_backend(name)
+            backend = self._make(name)
             backend.setup()
             self._backends[name] = backend
 
     def provenance(self) -> dict:
-        return {name: b.provenance() for name, b in self._backends.items()}
+        """Model ids, settings and licences, read off unloaded backends (the driver may have no GPU)."""
+        return {name: (self._backends.get(name) or self._make(name)).provenance()
+                for name in sorted(set(self.backend_of.values()))}
 
     def process(self, work: EpisodeWork) -> EpisodeWork:
         ep = work.episode
@@ -143,13 +147,16 @@ class DepthCodeStage:
 
         return default_demo_tokenizer_path()
 
-    def setup(self) -> None:
+    def setup(self, device: str | None = None) -> None:
         from armdata.annotators.depth_tokenizer import DepthTokenizer
 
         _set_threads(self.cfg.torch_threads)
-        self.tokenizer = DepthTokenizer.from_checkpoint(self.checkpoint(), device=self.cfg.depth.device)
+        self.tokenizer = DepthTokenizer.from_checkpoint(self.checkpoint(), device=device or self.cfg.depth.device)
 
     def provenance(self) -> dict:
+        """Checks the checkpoint's layout (on the CPU; it is small) and says what it is."""
+        if self.tokenizer is None:
+            self.setup(device="cpu")
         return self.tokenizer.provenance()
 
     def process(self, work: EpisodeWork) -> EpisodeWork:
@@ -198,11 +205,18 @@ class TraceStageRunner:
             self.annotators[locator] = annotator
 
     def provenance(self) -> dict:
+        """Locator and tracker per source with their settings and licences, from unloaded objects."""
+        from armdata.pipeline.trace_stage import build_locator, build_tracker
+
         out = {}
-        for locator, annotator in self.annotators.items():
-            prov = getattr(annotator, "provenance", None)
-            out[locator] = {"config": dataclasses.asdict(self.trace_config(locator)),
-                            **(prov() if callable(prov) else {})}
+        for locator in sorted(set(self.locator_of.values())):
+            cfg = self.trace_config(locator)
+            loc, trk = build_locator(cfg), build_tracker(cfg)
+            out[locator] = {
+                "config": dataclasses.asdict(cfg),
+                "locator": loc.provenance() if hasattr(loc, "provenance") else {"locator": locator},
+                "tracker": trk.provenance(),
+            }
         return {"per_source": self.locator_of, "locators": out}
 
     def process(self, work: EpisodeWork) -> EpisodeWork:

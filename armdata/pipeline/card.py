@@ -49,14 +49,18 @@ def _atomic_json(path: str, obj: Any) -> None:
 def _licences(models: dict) -> list[str]:
     out = []
     for name, prov in (models.get("depth", {}).get("backends") or {}).items():
+        if name == "depth-camera":
+            out.append(f"- depth: the source's own depth camera ({prov.get('camera') or 'cameras.depth'}); "
+                       "the data's licence applies")
+            continue
         out.append(f"- depth ({name}): {prov.get('model_id') or prov.get('model') or prov.get('camera') or ''} "
                    f"revision {prov.get('revision') or 'n/a'}, licence {prov.get('licence') or prov.get('license') or 'n/a'}")
     tok = models.get("depth_tokenizer", {})
     out.append(f"- depth tokenizer: {tok.get('path')} (sha256 {str(tok.get('sha256'))[:16]}...)")
-    tr = models.get("trace", {})
-    cfg = tr.get("config", {})
-    out.append(f"- trace: mode {cfg.get('mode')}, locator {cfg.get('locator')}, tracker {cfg.get('tracker')}"
-               + (f", licence {tr.get('licence')}" if tr.get("licence") else ""))
+    for locator, tr in (models.get("trace", {}).get("locators") or {}).items():
+        cfg, trk = tr.get("config", {}), tr.get("tracker", {})
+        out.append(f"- trace: mode {cfg.get('mode')}, locator {locator}, tracker {cfg.get('tracker')}"
+                   + (f" (licence {trk['license']})" if trk.get("license") else ""))
     at = models.get("action_tokenizer", {})
     out.append(f"- action tokenizer: {at.get('name_or_path')} (vocab_size {at.get('vocab_size')}, "
                f"revision {at.get('revision') or 'n/a'})")
