@@ -467,3 +467,91 @@ def with_changes(source: dict[str, Any], changes: dict[str, Any]) -> dict[str, A
         else:
             node[parts[-1]] = value
     return out
+
+
+def bc_z_like(
+    root: str | Path,
+    *,
+    name: str = "bc_z_like",
+    num_episodes: int = 2,
+    num_steps: int | list[int] = 5,
+    seed: int = 3,
+    split: str = "train",
+) -> FactoryDataset:
+    """BC-Z-like: action keys that contain '/' (``future/xyz_residual`` float32[30] = 10 future xyz deltas,
+    ``future/axis_angle_residual`` [30], ``future/target_close`` int64[10], 1 = closed); the first future action
+    is the canonical one. Instruction in ``observation/natural_language_instruction``.
+    """
+    tfds = _tfds()
+    rng = np.random.default_rng(seed)
+    lengths = [num_steps] * num_episodes if isinstance(num_steps, int) else list(num_steps)
+    features = tfds.features.FeaturesDict(
+        {
+            "steps": tfds.features.Dataset(
+                {
+                    "observation": tfds.features.FeaturesDict(
+                        {
+                            "image": _image_feature("png"),
+                            "natural_language_instruction": tfds.features.Tensor(shape=(), dtype=np.str_),
+                            "present/xyz": tfds.features.Tensor(shape=(3,), dtype=np.float32),
+                        }
+                    ),
+                    "action": tfds.features.FeaturesDict(
+                        {
+                            "future/xyz_residual": tfds.features.Tensor(shape=(30,), dtype=np.float32),
+                            "future/axis_angle_residual": tfds.features.Tensor(shape=(30,), dtype=np.float32),
+                            "future/target_close": tfds.features.Tensor(shape=(10,), dtype=np.int64),
+                        }
+                    ),
+                    "is_first": tfds.features.Scalar(dtype=np.bool_),
+                    "is_last": tfds.features.Scalar(dtype=np.bool_),
+                }
+            ),
+        }
+    )
+    episodes, examples = [], []
+    for i, t in enumerate(lengths):
+        expected = _canonical(rng, t)
+        xyz = rng.normal(0, 0.02, size=(t, 30)).astype(np.float32)
+        rot = rng.normal(0, 0.02, size=(t, 30)).astype(np.float32)
+        xyz[:, :3] = expected[:, :3]
+        rot[:, :3] = expected[:, 3:6]
+        close = np.repeat((expected[:, 6] < 0.5).astype(np.int64)[:, None], 10, axis=1)
+        instr = _instruction(i + 30)
+        frames = {"observation/image": _frames(rng, t)}
+        pos = rng.normal(0, 0.1, size=(t, 3)).astype(np.float32)
+        steps = [
+            {
+                "observation": {"image": frames["observation/image"][s], "natural_language_instruction": instr,
+                                "present/xyz": pos[s]},
+                "action": {"future/xyz_residual": xyz[s], "future/axis_angle_residual": rot[s],
+                           "future/target_close": close[s]},
+                "is_first": s == 0,
+                "is_last": s == t - 1,
+            }
+            for s in range(t)
+        ]
+        examples.append({"steps": steps})
+        raw = {"action/future/xyz_residual": xyz, "action/future/axis_angle_residual": rot,
+               "action/future/target_close": close}
+        episodes.append(FactoryEpisode(i, instr, frames, raw, expected, {"observation/present/xyz": pos}))
+    builder_dir = write_rlds(root, name, features, examples, split=split, version="0.1.0")
+    source = {
+        "name": name,
+        "description": "factory: BC-Z-like action keys with '/', future action chunks, inverted gripper",
+        "data": {"dir": str(builder_dir), "split": split},
+        "cameras": {"primary": "observation/image"},
+        "instruction": {"path": "observation/natural_language_instruction"},
+        "action": {
+            "arm": [
+                {"path": "action/future/xyz_residual", "index": [0, 1, 2]},
+                {"path": "action/future/axis_angle_residual", "index": [0, 1, 2]},
+            ],
+            "gripper": {"path": "action/future/target_close", "index": 0, "mode": "absolute",
+                        "open_value": 0.0, "closed_value": 1.0},
+            "raw_width": {"action/future/xyz_residual": 30, "action/future/axis_angle_residual": 30,
+                          "action/future/target_close": 10},
+        },
+        "state": {"eef_position": {"path": "observation/present/xyz"}},
+    }
+    return FactoryDataset(name, builder_dir, split, episodes, source)
