@@ -25,7 +25,7 @@ import numpy as np
 import yaml
 
 from armdata.schemas.errors import ArmdataError, RecordError, SourceFileError
-from armdata.schemas.source import EPISODE_METADATA, SourceConfig, load_source
+from armdata.schemas.source import SourceConfig, load_source
 
 logger = logging.getLogger(__name__)
 
@@ -228,6 +228,8 @@ def inspect_builder(path: str | os.PathLike, episodes: int = 3, split: str | Non
             sampled.append(features.deserialize_example_np(rec))
         if len(sampled) >= episodes:
             break
+
+    logger.debug("inspecting %s split %s: sampled %d episodes", path, split, len(sampled))
 
     def step_values(ep: dict, sub: str) -> list:
         steps = ep["steps"]
