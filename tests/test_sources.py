@@ -243,3 +243,17 @@ def test_cli_list_shows_name_split_and_data_dir_and_broken_files(tmp_path, bridg
     assert main(["sources", "list"]) == 0
     out = capsys.readouterr().out
     assert all(n in out for n in SOURCE_FILES)
+
+
+def test_inspect_handles_keys_containing_slash_and_drafts_bc_z_like_mapping(tmp_path):
+    ds = rlds_factory.bc_z_like(tmp_path)
+    insp = inspect_builder(ds.builder_dir)
+    f = insp.field("action/future/xyz_residual")
+    assert f is not None and f.shape == (30,) and f.values is not None
+    path = tmp_path / "draft.yaml"
+    path.write_text(draft_source(insp))
+    cfg = load_source(path)
+    assert [(s.path, s.index) for s in cfg.action.arm] == [
+        ("action/future/xyz_residual", [0, 1, 2]), ("action/future/axis_angle_residual", [0, 1, 2])]
+    g = cfg.action.gripper
+    assert (g.path, g.mode, g.open_value, g.closed_value) == ("action/future/target_close", "absolute", 0.0, 1.0)
