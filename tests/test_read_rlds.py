@@ -171,23 +171,12 @@ def test_field_path_that_does_not_exist_names_setting_and_existing_keys(bridge_l
     assert "observation/image_0" in text and "language_instruction" in text  # the keys that do exist
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="EpisodeDecoder.features runs check_source_against_features lazily inside decode()'s try block, so a "
-    "source-file typo becomes a per-record RecordError 'unreadable_record' (a dead letter per episode) instead of "
-    "one SourceFileError; reported to the lead",
-)
 def test_field_path_typo_is_a_source_file_error_not_a_record_error(bridge_like_ds, source_file):
     src = rlds_factory.with_changes(bridge_like_ds.source, {"action.gripper.path": "actoin"})
     with pytest.raises(SourceFileError):
         list(read_episodes(load_source(source_file(src))))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="read_rlds._get splits field paths on '/', so BC-Z's action keys 'future/xyz_residual' are not found "
-    "(bare KeyError from EpisodeDecoder.decode); reported to the lead",
-)
 def test_bc_z_like_action_keys_containing_slash_standardize(tmp_path, source_file):
     ds = rlds_factory.bc_z_like(tmp_path)
     cfg = load_source(source_file(ds.source))

@@ -53,12 +53,6 @@ def test_typo_in_an_optional_nested_setting_names_file_key_and_known_keys(bridge
     assert "primary" in text and "extra" in text and "wrist" in text  # the keys that exist
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="schemas/source.py load_source reports only e.errors()[0]; for a typo'd *required* key pydantic lists "
-    "'missing' first, so the message says 'cameras.primary: required setting is missing' and never names the typo "
-    "or the keys that exist; reported to the lead",
-)
 def test_typo_in_a_required_setting_names_file_key_and_known_keys(bridge_like_ds, source_file):
     src = rlds_factory.with_changes(bridge_like_ds.source, {})
     src["cameras"]["primray"] = src["cameras"].pop("primary")

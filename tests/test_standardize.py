@@ -115,3 +115,12 @@ def test_factory_relative_commands_round_trip_through_standardizer_rule():
     track = np.array([1, 1, 0, 0, 1, 0], np.float32)
     cmd = rlds_factory.relative_gripper_commands(track)
     np.testing.assert_array_equal(gripper_to_open(cmd, Gripper(path="a", mode="relative")), track)
+
+
+def test_extra_views_sharing_a_last_path_part_get_distinct_names():
+    from armdata.pipeline.standardize import view_names
+
+    assert view_names(["observation/image_1", "observation/image_2"]) == {
+        "observation/image_1": "image_1", "observation/image_2": "image_2"}
+    assert view_names(["left/rgb", "right/rgb", "wrist.cam"]) == {
+        "left/rgb": "left_rgb", "right/rgb": "right_rgb", "wrist.cam": "wrist_cam"}

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from armdata.pipeline.read_rlds import split_path
 from armdata.schemas.errors import ArmdataError, RecordError, SourceFileError
 from armdata.schemas.source import SourceConfig, load_source
 
@@ -236,14 +237,14 @@ def inspect_builder(path: str | os.PathLike, episodes: int = 3, split: str | Non
         out = []
         for i in range(len(steps)):
             cur: Any = steps[i]
-            for part in _split_path(cur, sub):
+            for part in split_path(cur, sub):
                 cur = cur[part]
             out.append(cur)
         return out
 
     def meta_value(ep: dict, sub: str):
         cur: Any = ep
-        for part in _split_path(ep, sub):
+        for part in split_path(ep, sub):
             cur = cur[part]
         return cur
 
@@ -286,25 +287,6 @@ def inspect_builder(path: str | os.PathLike, episodes: int = 3, split: str | Non
         steps_read=sum(len(ep["steps"]) for ep in sampled),
         fields=fields,
     )
-
-
-def _split_path(d: dict, path: str) -> list[str]:
-    """Split a '/' path into dict keys, honouring keys that themselves contain '/' (BC-Z's ``future/xyz_residual``)."""
-    parts = path.split("/")
-    out: list[str] = []
-    cur: Any = d
-    i = 0
-    while i < len(parts):
-        for j in range(len(parts), i, -1):  # longest key first
-            key = "/".join(parts[i:j])
-            if isinstance(cur, dict) and key in cur:
-                out.append(key)
-                cur = cur[key]
-                i = j
-                break
-        else:
-            raise KeyError(path)
-    return out
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -114,9 +114,29 @@ def flatten_features(features, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def split_path(d: dict, path: str) -> list[str]:
+    """Split a '/' path into dict keys, honouring keys that themselves hold '/' (BC-Z's ``future/xyz_residual``):
+    at each level the longest matching key wins. Raises KeyError(path) when nothing matches."""
+    parts = path.split("/")
+    out: list[str] = []
+    cur: Any = d
+    i = 0
+    while i < len(parts):
+        for j in range(len(parts), i, -1):
+            key = "/".join(parts[i:j])
+            if isinstance(cur, dict) and key in cur:
+                out.append(key)
+                cur = cur[key]
+                i = j
+                break
+        else:
+            raise KeyError(path)
+    return out
+
+
 def _get(d: dict, path: str):
     cur: Any = d
-    for part in path.split("/"):
+    for part in split_path(d, path):
         cur = cur[part]
     return cur
 
@@ -195,8 +215,9 @@ class EpisodeDecoder:
         """One serialized example -> Episode. Raises RecordError naming the source, episode and field."""
         src = self.source
         key = episode_key(src.data.split, shard_path, index)
+        features = self.features  # opens the data and checks the source file: a typo is one SourceFileError
         try:
-            ex = self.features.deserialize_example_np(record)
+            ex = features.deserialize_example_np(record)
         except Exception as e:
             raise RecordError(src.name, key, None, "record", "unreadable_record", f"{type(e).__name__}: {e}") from None
         steps = ex["steps"]
@@ -227,7 +248,10 @@ class EpisodeDecoder:
                 if path.startswith(EPISODE_METADATA):
                     out[path] = np.asarray(metadata[path[len(EPISODE_METADATA):]])
                     continue
-                value = _get(step_list[0], path)
+                try:
+                    value = _get(step_list[0], path)
+                except KeyError:
+                    raise RecordError(src.name, key, 0, path, "missing_field", "field missing in this step") from None
                 if isinstance(value, dict):  # a whole nested dict named: take every leaf
                     for leaf in _flatten_dict(value):
                         out[f"{path}/{leaf}"] = stacked(f"{path}/{leaf}", path)

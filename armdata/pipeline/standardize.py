@@ -85,6 +85,13 @@ def gripper_to_open(raw: np.ndarray, g: Gripper) -> np.ndarray:
     return out
 
 
+def view_names(cameras: list[str]) -> dict[str, str]:
+    """Extra-view member names: the camera's last path part (``image_1``), or the whole path with '_' for '/'
+    where two cameras share a last part. Never a dot (WebDataset splits member names there)."""
+    last = [c.split("/")[-1] for c in cameras]
+    return {c: (n if last.count(n) == 1 else c.replace("/", "_")).replace(".", "_") for c, n in zip(cameras, last)}
+
+
 def standardize(ep: Episode, source: SourceConfig) -> StandardEpisode:
     """Episode -> StandardEpisode per the source file. Raises RecordError naming the episode, step and field."""
     n = ep.num_steps
@@ -124,8 +131,9 @@ def standardize(ep: Episode, source: SourceConfig) -> StandardEpisode:
     if primary.shape[0] != n:
         raise RecordError(ep.source, ep.episode_key, None, source.cameras.primary, "wrong_shape",
                           f"{primary.shape[0]} frames for {n} steps")
-    extra = {cam.split("/")[-1]: ep.frames[cam] for cam in source.cameras.extra}
-    extra_jpeg = {cam.split("/")[-1]: ep.jpeg[cam] for cam in source.cameras.extra if cam in ep.jpeg}
+    names = view_names(source.cameras.extra)
+    extra = {names[cam]: ep.frames[cam] for cam in source.cameras.extra}
+    extra_jpeg = {names[cam]: ep.jpeg[cam] for cam in source.cameras.extra if cam in ep.jpeg}
     if source.cameras.wrist:
         extra["wrist"] = ep.frames[source.cameras.wrist]
         if source.cameras.wrist in ep.jpeg:

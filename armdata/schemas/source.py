@@ -232,7 +232,9 @@ def load_source(path: str | os.PathLike) -> SourceConfig:
     try:
         cfg = SourceConfig.model_validate(raw)
     except ValidationError as e:
-        err = e.errors()[0]
+        errors = e.errors()
+        # A typo in a required key shows up twice: the key "missing" and the typo "extra". Name the typo.
+        err = next((x for x in errors if x["type"] == "extra_forbidden"), errors[0])
         loc = err["loc"]
         setting = ".".join(str(p) for p in loc)
         if err["type"] == "extra_forbidden":
