@@ -251,3 +251,10 @@ def test_inspect_handles_keys_containing_slash_and_drafts_bc_z_like_mapping(tmp_
         ("action/future/xyz_residual", [0, 1, 2]), ("action/future/axis_angle_residual", [0, 1, 2])]
     g = cfg.action.gripper
     assert (g.path, g.mode, g.open_value, g.closed_value) == ("action/future/target_close", "absolute", 0.0, 1.0)
+
+
+def test_validate_the_builtin_sample_source_passes():
+    from armdata.pipeline.inspect_source import validate_source
+
+    report = validate_source(str(REPO / "sources" / "sample.yaml"), episodes=2)
+    assert report.ok, report.render()

@@ -619,7 +619,12 @@ def validate_source(path: str | os.PathLike, episodes: int = 3) -> ValidationRep
     field path exists; shapes and action widths match; `episodes` episodes read and standardize (non-finite
     actions, empty episodes, ...); each has a non-empty instruction; no named camera is black or constant.
     """
-    from armdata.pipeline.read_rlds import check_source_against_features, open_builder, read_episodes_or_errors
+    from armdata.pipeline.read_rlds import (
+        check_source_against_features,
+        open_builder,
+        read_episodes_or_errors,
+        resolve_data_dir,
+    )
     from armdata.pipeline.standardize import standardize
 
     report = ValidationReport(str(path))
@@ -649,7 +654,7 @@ def validate_source(path: str | os.PathLike, episodes: int = 3) -> ValidationRep
     report.add("field paths", "ok", f"all {len(cfg.step_paths())} field paths exist")
 
     try:
-        insp = inspect_builder(cfg.data_dir(), episodes=episodes, split=cfg.data.split)
+        insp = inspect_builder(resolve_data_dir(cfg), episodes=episodes, split=cfg.data.split)
     except ArmdataError as e:
         report.add("inspect", "fail", str(e))
         return report
