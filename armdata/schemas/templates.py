@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from armdata.schemas.registry import Registry
+
 TEMPLATE_VERSION = "molmoact-1"
 
 
@@ -95,32 +97,14 @@ def _trace_only(x: TextInputs, s: TemplateSettings) -> tuple[str, str]:
     )
 
 
-class TemplateRegistry:
-    """Strict: a duplicate name raises; an unknown name raises with the names that exist."""
-
-    def __init__(self) -> None:
-        self._items: dict[str, Template] = {}
-
-    def register(self, t: Template) -> None:
-        if t.name in self._items:
-            raise ValueError(f"template {t.name!r} is already registered")
-        self._items[t.name] = t
-
-    def get(self, name: str) -> Template:
-        try:
-            return self._items[name]
-        except KeyError:
-            raise KeyError(f"unknown template {name!r}; known: {', '.join(self._items)}") from None
-
-    def names(self) -> list[str]:
-        return list(self._items)
-
-
-TEMPLATES = TemplateRegistry()
-TEMPLATES.register(Template("reasoning", "molmoact", ("depth", "trace"), _reasoning))
-TEMPLATES.register(Template("trajectory_conditioned", "molmoact", ("trace",), _trajectory_conditioned))
-TEMPLATES.register(Template("depth_only", "armdata", ("depth",), _depth_only))
-TEMPLATES.register(Template("trace_only", "armdata", ("trace",), _trace_only))
+TEMPLATES: Registry[Template] = Registry("template", ordered=True)
+for _t in (
+    Template("reasoning", "molmoact", ("depth", "trace"), _reasoning),
+    Template("trajectory_conditioned", "molmoact", ("trace",), _trajectory_conditioned),
+    Template("depth_only", "armdata", ("depth",), _depth_only),
+    Template("trace_only", "armdata", ("trace",), _trace_only),
+):
+    TEMPLATES.register(_t.name, _t)
 
 
 def applicable(inputs: TextInputs, names: list[str] | None = None) -> list[str]:

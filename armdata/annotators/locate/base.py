@@ -10,12 +10,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from armdata.schemas.records import StandardEpisode
 from armdata.schemas.source import SourceConfig
+from armdata.schemas.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -66,30 +67,7 @@ class Locator(Protocol):
     ) -> list[LocateResult]: ...
 
 
-class LocatorRegistry:
-    """Strict: a duplicate name raises; an unknown name raises with the names that exist."""
-
-    def __init__(self) -> None:
-        self._items: dict[str, Callable[..., Locator]] = {}
-
-    def register(self, name: str, factory: Callable[..., Locator]) -> None:
-        if name in self._items:
-            raise ValueError(f"locator {name!r} is already registered")
-        self._items[name] = factory
-
-    def create(self, name: str, **kwargs: Any) -> Locator:
-        """A new locator by name; kwargs go to its constructor."""
-        try:
-            factory = self._items[name]
-        except KeyError:
-            raise KeyError(f"unknown locator {name!r}; known: {', '.join(sorted(self._items))}") from None
-        return factory(**kwargs)
-
-    def names(self) -> list[str]:
-        return sorted(self._items)
-
-
-LOCATORS = LocatorRegistry()
+LOCATORS: Registry[Callable[..., Locator]] = Registry("locator")
 
 
 def check_frame_indices(episode: StandardEpisode, frame_indices: Sequence[int]) -> np.ndarray:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+from armdata.schemas.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -44,30 +45,7 @@ class Tracker(Protocol):
     def provenance(self) -> dict[str, Any]: ...
 
 
-class TrackerRegistry:
-    """Strict: a duplicate name raises; an unknown name raises with the names that exist."""
-
-    def __init__(self) -> None:
-        self._items: dict[str, Callable[..., Tracker]] = {}
-
-    def register(self, name: str, factory: Callable[..., Tracker]) -> None:
-        if name in self._items:
-            raise ValueError(f"tracker {name!r} is already registered")
-        self._items[name] = factory
-
-    def create(self, name: str, **kwargs: Any) -> Tracker:
-        """A new tracker by name; kwargs go to its constructor."""
-        try:
-            factory = self._items[name]
-        except KeyError:
-            raise KeyError(f"unknown tracker {name!r}; known: {', '.join(sorted(self._items))}") from None
-        return factory(**kwargs)
-
-    def names(self) -> list[str]:
-        return sorted(self._items)
-
-
-TRACKERS = TrackerRegistry()
+TRACKERS: Registry[Callable[..., Tracker]] = Registry("tracker")
 
 
 def check_inputs(frames: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
