@@ -25,6 +25,7 @@ def build(sources, out_dir: str, cfg, beam_args: list[str], argv: list[str] | No
     """Statistics (cached), the annotate job, run.json, the card, the audit. Returns the paths it wrote."""
     from armdata.beam_jobs.stats import statistics_for
 
+    out_dir = fs.absolute(out_dir)
     fs.makedirs(out_dir)
     if cfg.actions.statistics:
         statistics = json.loads(fs.read_bytes(cfg.actions.statistics))
