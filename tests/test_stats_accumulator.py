@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from armdata.pipeline.read_rlds import DataLocationError
 from armdata.pipeline.stats import (
     BlockAccumulator,
     DatasetAccumulator,
@@ -177,5 +178,5 @@ def test_dataset_info_digest_follows_the_builder_files(tmp_path):
     a = dataset_info_digest(str(tmp_path))
     (tmp_path / "dataset_info.json").write_text('{"splits": [2]}')
     assert dataset_info_digest(str(tmp_path)) != a
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(DataLocationError, match="no TFDS builder directory"):
         dataset_info_digest(str(tmp_path / "missing"))

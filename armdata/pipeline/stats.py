@@ -387,7 +387,9 @@ def dataset_info_digest(data_dir: str) -> str:
             h.update(body)
         h.update(b"\0")
     if not found:
-        raise FileNotFoundError(f"no dataset_info.json or features.json in {data_dir}")
+        from armdata.pipeline.read_rlds import DataLocationError
+
+        raise DataLocationError(f"no TFDS builder directory at {data_dir!r} (no dataset_info.json or features.json)")
     return h.hexdigest()
 
 
