@@ -41,7 +41,7 @@ from armdata.pipeline.annotate import (
 )
 from armdata.pipeline.annotate_config import AnnotateConfig, load_config
 from armdata.pipeline import fs
-from armdata.pipeline.read_rlds import episode_keys
+from armdata.pipeline.read_rlds import EpisodeDecoder, episode_keys
 from armdata.schemas.errors import ArmdataError
 from armdata.schemas.sample import (
     FAILURES_FILE,
@@ -228,6 +228,8 @@ def annotate_sources(
     for d in (parts_dir, index_dir, shards_dir):
         fs.makedirs(d)
     done = {fs.basename(f)[: -len(".tar")] for f in fs.glob(fs.join(parts_dir, "*.tar"))}
+    for s in sources:  # a source file that does not match its data fails here, before anything is loaded
+        EpisodeDecoder(s).features
     all_ids = [episode_id(s.name, k) for s in sources for k in episode_keys(s)]
     total = len(all_ids)
     plan = ShardPlan.make(all_ids, cfg.output.episodes_per_shard)
