@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from apache_beam.ml.inference.base import RunInference
-from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from armdata.annotators.depth import DepthCameraBackend
@@ -90,7 +90,7 @@ def test_depth_handler_batches_frames_of_mixed_sizes_like_the_backend():
     frames = [rng.uniform(0.3, 3.0, (24, 32)).astype(np.float32) for _ in range(3)]
     frames += [rng.uniform(0.3, 3.0, (40, 30)).astype(np.float32) for _ in range(2)]
     expected = [(i, DepthCameraBackend().process_batch(f[None])[0].tobytes()) for i, f in enumerate(frames)]
-    with TestPipeline() as p:
+    with test_pipeline.TestPipeline() as p:
         out = (
             p
             | beam.Create(list(enumerate(frames)))

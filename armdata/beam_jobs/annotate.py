@@ -164,18 +164,21 @@ class WriteShard(beam.DoFn):
         index, ep_ids = item
         ep_ids = sorted(set(ep_ids))
         name = shard_name(index, self.num_shards)
-        samples = []
-        for ep_id in ep_ids:
-            samples.extend(read_tar(fs.join(self.parts_dir, f"{ep_id}.tar")))
-        num_bytes, sha256 = write_tar(fs.join(self.shards_dir, name), samples)
-        rows = []
-        for key, members in samples:
-            ann = json.loads(members["json"])
-            rows.append({"key": key, "shard": name, "source": ann["source"], "episode": ann["episode"],
-                         "step": ann["step"], "instruction": ann["instruction"], "flags": ann["flags"]})
+        rows: list[dict] = []
+
+        def samples():
+            # One episode part in memory at a time: a shard of long episodes never has to fit in memory.
+            for ep_id in ep_ids:
+                for key, members in read_tar(fs.join(self.parts_dir, f"{ep_id}.tar")):
+                    ann = json.loads(members["json"])
+                    rows.append({"key": key, "shard": name, "source": ann["source"], "episode": ann["episode"],
+                                 "step": ann["step"], "instruction": ann["instruction"], "flags": ann["flags"]})
+                    yield key, members
+
+        num_bytes, sha256 = write_tar(fs.join(self.shards_dir, name), samples())
         manifest = ShardManifest(
-            shard=name, num_samples=len(samples), num_bytes=num_bytes, sha256=sha256,
-            keys=[k for k, _ in samples], episodes=ep_ids, config_hash=self.config_hash,
+            shard=name, num_samples=len(rows), num_bytes=num_bytes, sha256=sha256,
+            keys=[r["key"] for r in rows], episodes=ep_ids, config_hash=self.config_hash,
         )
         fs.write_bytes(fs.join(self.shards_dir, name[: -len(".tar")] + ".json"), manifest.to_json().encode())
         fs.write_bytes(fs.join(self.index_dir, name + ".json"), json.dumps(rows).encode())

@@ -12,6 +12,7 @@ import dataclasses
 import io
 import logging
 import tarfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -380,7 +381,7 @@ def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
     return ti
 
 
-def write_tar(path: str, samples: list[tuple[str, dict[str, bytes]]]) -> tuple[int, str]:
+def write_tar(path: str, samples: Iterable[tuple[str, dict[str, bytes]]]) -> tuple[int, str]:
     """Write samples (key -> members) as a WebDataset tar, atomically (local, gs://, s3://).
 
     Returns (bytes, sha256) of what was written, hashed on the way out (no second read).
