@@ -258,3 +258,12 @@ def test_validate_the_builtin_sample_source_passes():
 
     report = validate_source(str(REPO / "sources" / "sample.yaml"), episodes=2)
     assert report.ok, report.render()
+
+
+def test_unset_variable_in_data_dir_is_named(monkeypatch):
+    monkeypatch.delenv("ARMDATA_DATA", raising=False)
+    cfg = load_source(REPO / "sources" / "bridge_orig.yaml")
+    with pytest.raises(SourceFileError, match=r"data.dir: .*ARMDATA_DATA, which is not set"):
+        cfg.data_dir()
+    monkeypatch.setenv("ARMDATA_DATA", "/data")
+    assert cfg.data_dir() == "/data/bridge_dataset/1.0.0"

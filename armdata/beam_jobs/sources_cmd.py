@@ -52,7 +52,11 @@ def _list(args: argparse.Namespace) -> int:
     for f in files:
         try:
             cfg = load_source(f)
-            rows.append((cfg.name, cfg.data_dir(), cfg.data.split, f"{len(cfg.unconfirmed)} unconfirmed" if cfg.unconfirmed else ""))
+            try:
+                where = cfg.data_dir()
+            except SourceFileError:
+                where = f"{cfg.data.dir} (set the variable)"
+            rows.append((cfg.name, where, cfg.data.split, f"{len(cfg.unconfirmed)} unconfirmed" if cfg.unconfirmed else ""))
         except SourceFileError as e:
             rows.append((f.stem, f"ERROR {e}", "", ""))
     w0 = max(len(r[0]) for r in rows)

@@ -162,6 +162,10 @@ class SourceConfig(_Strict):
     def data_dir(self) -> str:
         """The data location, relative paths resolved against the source file's folder."""
         d = os.path.expanduser(os.path.expandvars(self.data.dir))
+        unset = re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", d)
+        if unset:
+            raise SourceFileError(self.origin or self.name, "data.dir",
+                                  f"{self.data.dir!r} uses ${unset[0]}, which is not set in the environment")
         if d.startswith(BUILTIN_PREFIX) or "://" in d or os.path.isabs(d):
             return d
         base = Path(self.origin).parent if self.origin else Path.cwd()
