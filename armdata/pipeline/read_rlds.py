@@ -175,6 +175,25 @@ def check_source_against_features(source: SourceConfig, features) -> None:
                 raise SourceFileError(source.origin or source.name, setting, f"no step field {path!r} in the data", step_keys)
 
 
+def _skip_images(features, keep: set[str], prefix: str = "") -> dict:
+    """tfds decoders that skip decoding every Image feature whose step path is not in ``keep``."""
+    import tensorflow_datasets as tfds
+
+    out: dict = {}
+    for k, f in features.items():
+        if isinstance(f, tfds.features.Dataset):
+            sub = _skip_images(f.feature, keep, "")
+        elif isinstance(f, tfds.features.FeaturesDict):
+            sub = _skip_images(f, keep, f"{prefix}{k}/")
+        elif isinstance(f, tfds.features.Image) and f"{prefix}{k}" not in keep:
+            sub = tfds.decode.SkipDecoding()
+        else:
+            continue
+        if sub:
+            out[k] = sub
+    return out
+
+
 class EpisodeDecoder:
     """Decodes serialized RLDS records of one source into Episodes.
 
@@ -202,6 +221,14 @@ class EpisodeDecoder:
         return f
 
     @cached_property
+    def _decoders(self) -> dict | None:
+        """Leave the images of cameras the source does not name undecoded (Bridge's padded image_3, say)."""
+        src = self.source
+        keep = {src.cameras.primary, *src.cameras.extra, src.cameras.wrist, src.cameras.depth} - {None}
+        dec = _skip_images(self.features, keep)
+        return dec or None
+
+    @cached_property
     def _image_paths(self) -> set[str]:
         import tensorflow_datasets as tfds
 
@@ -217,7 +244,7 @@ class EpisodeDecoder:
         key = episode_key(src.data.split, shard_path, index)
         features = self.features  # opens the data and checks the source file: a typo is one SourceFileError
         try:
-            ex = features.deserialize_example_np(record)
+            ex = features.deserialize_example_np(record, decoders=self._decoders)
         except Exception as e:
             raise RecordError(src.name, key, None, "record", "unreadable_record", f"{type(e).__name__}: {e}") from None
         steps = ex["steps"]
