@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from armdata.pipeline.read_rlds import split_path
+from armdata.pipeline.read_rlds import get_path
 from armdata.schemas.errors import ArmdataError, RecordError, SourceFileError
 from armdata.schemas.source import SourceConfig, load_source
 
@@ -234,19 +234,10 @@ def inspect_builder(path: str | os.PathLike, episodes: int = 3, split: str | Non
 
     def step_values(ep: dict, sub: str) -> list:
         steps = ep["steps"]
-        out = []
-        for i in range(len(steps)):
-            cur: Any = steps[i]
-            for part in split_path(cur, sub):
-                cur = cur[part]
-            out.append(cur)
-        return out
+        return [get_path(steps[i], sub) for i in range(len(steps))]
 
     def meta_value(ep: dict, sub: str):
-        cur: Any = ep
-        for part in split_path(ep, sub):
-            cur = cur[part]
-        return cur
+        return get_path(ep, sub)
 
     fields: list[FieldInfo] = []
     for full, feat in leaves.items():

@@ -134,7 +134,8 @@ def split_path(d: dict, path: str) -> list[str]:
     return out
 
 
-def _get(d: dict, path: str):
+def get_path(d: dict, path: str):
+    """The value at a '/' path in nested dicts (keys holding '/' honoured, see split_path)."""
     cur: Any = d
     for part in split_path(d, path):
         cur = cur[part]
@@ -258,7 +259,7 @@ class EpisodeDecoder:
             vals = []
             for t, s in enumerate(step_list):
                 try:
-                    vals.append(np.asarray(_get(s, path)))
+                    vals.append(np.asarray(get_path(s, path)))
                 except KeyError:
                     raise RecordError(src.name, key, t, path, "missing_field", "field missing in this step") from None
             try:
@@ -276,7 +277,7 @@ class EpisodeDecoder:
                     out[path] = np.asarray(metadata[path[len(EPISODE_METADATA):]])
                     continue
                 try:
-                    value = _get(step_list[0], path)
+                    value = get_path(step_list[0], path)
                 except KeyError:
                     raise RecordError(src.name, key, 0, path, "missing_field", "field missing in this step") from None
                 if isinstance(value, dict):  # a whole nested dict named: take every leaf
@@ -309,7 +310,7 @@ class EpisodeDecoder:
         if instr_path.startswith(EPISODE_METADATA):
             instruction = _as_text(metadata.get(instr_path[len(EPISODE_METADATA):], b""))
         else:
-            texts = [_as_text(_get(s, instr_path)) for s in step_list]
+            texts = [_as_text(get_path(s, instr_path)) for s in step_list]
             instruction = next((t for t in texts if t.strip()), "")
 
         return Episode(

@@ -616,7 +616,7 @@ def _script(layout: Layout, rng: np.random.Generator, steps: int) -> list[_Pose]
         tau = t / max(steps - 1, 1)
         seg = int(min(np.searchsorted(bounds, tau, side="right") - 1, len(_SEGMENTS) - 1))
         s = (tau - bounds[seg]) / (bounds[seg + 1] - bounds[seg])
-        (g0, y0, o0, _), (g1, y1, o1, c1) = keys[seg], keys[seg + 1]
+        (g0, y0, o0, _), (g1, y1, o1, _) = keys[seg], keys[seg + 1]
         name = _SEGMENTS[seg][0]
         e = _smooth(float(np.clip(s, 0.0, 1.0)))
         grip = g0 + (g1 - g0) * e
