@@ -13,13 +13,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 
 from armdata.annotators.action_tokenizer import make_test_tokenizer
 from armdata.beam_jobs.annotate import annotate_sources
-from armdata.beam_jobs.build import build
 from armdata.beam_jobs.stats import statistics_for
 from armdata.pipeline.annotate_config import load_config
 from armdata.pipeline.sample_world import make_sample

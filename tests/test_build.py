@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import glob
 import json
-import os
 from pathlib import Path
 
-import pytest
 import yaml
 
 from armdata.annotators.action_tokenizer import make_test_tokenizer
