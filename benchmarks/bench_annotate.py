@@ -27,14 +27,14 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    from armdata.annotators.action_tokenizer import make_test_tokenizer
+    from armdata.annotators.actions.tokenizer import make_test_tokenizer
     from armdata.beam_jobs.annotate import annotate_sources
     from armdata.beam_jobs.stats import statistics_for
-    from armdata.pipeline.annotate import DepthCodeStage, DepthStage, EpisodeWork, SampleStage, TraceStageRunner
-    from armdata.pipeline.annotate_config import load_config
-    from armdata.pipeline.read_rlds import read_episodes
-    from armdata.pipeline.sample_world import make_sample
-    from armdata.pipeline.standardize import standardize
+    from armdata.pipeline.stages.annotate import DepthCodeStage, DepthStage, EpisodeWork, SampleStage, TraceStageRunner
+    from armdata.pipeline.stages.config import load_config
+    from armdata.pipeline.sources.rlds import read_episodes
+    from armdata.synthetic.world import make_sample
+    from armdata.pipeline.sources.standardize import standardize
     from armdata.schemas.source import builtin_sources_dir, load_source
 
     tmp = tempfile.mkdtemp(prefix="bench-annotate-")

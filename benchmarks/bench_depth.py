@@ -32,8 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from transformers.utils import logging as hf_logging
 
-    from armdata.annotators.depth import DepthAnythingBackend
-    from armdata.annotators.depth_random import save_random_depth_anything
+    from armdata.annotators.depth.estimator import DepthAnythingBackend
+    from armdata.annotators.depth.random_init import save_random_depth_anything
 
     hf_logging.disable_progress_bar()
     if args.threads:

@@ -28,8 +28,8 @@ import numpy as np
 
 
 def _load_base():
-    from armdata.pipeline.read_rlds import read_episodes
-    from armdata.pipeline.standardize import standardize
+    from armdata.pipeline.sources.rlds import read_episodes
+    from armdata.pipeline.sources.standardize import standardize
     from armdata.schemas.source import resolve_source
 
     source = resolve_source("bridge_debug")
@@ -62,7 +62,7 @@ def _numpy_pass(eps) -> float:
 
 
 def _accumulator_pass(eps) -> float:
-    from armdata.pipeline.stats import DatasetAccumulator
+    from armdata.pipeline.statistics.actions import DatasetAccumulator
 
     t0 = time.perf_counter()
     parts = [DatasetAccumulator() for _ in range(8)]

@@ -22,13 +22,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from armdata.annotators.track.lk import LKTracker  # noqa: E402
-from armdata.pipeline.trace_eval import (  # noqa: E402
+from armdata.pipeline.audit.trace_eval import (  # noqa: E402
     StandInPointerFromGroundTruth,
     evaluate_traces,
     ground_truth,
     summarize,
 )
-from armdata.pipeline.trace_stage import TraceAnnotator, TraceConfig  # noqa: E402
+from armdata.pipeline.stages.trace import TraceAnnotator, TraceConfig  # noqa: E402
 
 
 def bench_lk(frames_n: int = 100, repeats: int = 3) -> None:
@@ -61,9 +61,9 @@ def bench_lk(frames_n: int = 100, repeats: int = 3) -> None:
 
 def sample_episodes(steps: int | None, episodes: int):
     """The built-in sample read through the real reader and standardizer (steps=None: the built-in default)."""
-    from armdata.pipeline.read_rlds import read_episodes
-    from armdata.pipeline.sample_world import make_sample
-    from armdata.pipeline.standardize import standardize
+    from armdata.pipeline.sources.rlds import read_episodes
+    from armdata.synthetic.world import make_sample
+    from armdata.pipeline.sources.standardize import standardize
     from armdata.schemas.source import DataLocation, resolve_source
 
     src = resolve_source("sample")

@@ -29,10 +29,10 @@ import numpy as np
 
 def sample_maps(data_dir: str | None, episodes_limit: int | None = None) -> tuple[list[str], np.ndarray]:
     """Depth-camera maps (uint8 [M, 320, 320]) of every step of the built-in sample or of a copy at data_dir."""
-    from armdata.annotators.depth import make_depth_backend
-    from armdata.pipeline.depth_training import sample_key
-    from armdata.pipeline.read_rlds import read_episodes
-    from armdata.pipeline.standardize import standardize
+    from armdata.annotators.depth.estimator import make_depth_backend
+    from armdata.training.depth_tokenizer import sample_key
+    from armdata.pipeline.sources.rlds import read_episodes
+    from armdata.pipeline.sources.standardize import standardize
     from armdata.schemas.source import DataLocation, resolve_source
 
     source = resolve_source("sample")
@@ -65,15 +65,15 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from armdata.annotators.depth_tokenizer import (
+    from armdata.annotators.depth.tokenizer import (
         AiTVQVAE,
         DepthTokenizer,
         VQVAEConfig,
         save_checkpoint,
         sha256_file,
     )
-    from armdata.pipeline.depth_training import TrainConfig, evaluate, mean_baseline_note, train_tokenizer
-    from armdata.pipeline.sample_world import make_sample
+    from armdata.training.depth_tokenizer import TrainConfig, evaluate, mean_baseline_note, train_tokenizer
+    from armdata.synthetic.world import make_sample
 
     torch.set_num_threads(1)  # on a shared 2-core machine one thread is faster than two fighting
     work = args.work or tempfile.mkdtemp(prefix="armdata-demo-depth-")

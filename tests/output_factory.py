@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from armdata.annotators import actions as act
-from armdata.annotators.depth_tokenizer import depth_text
+from armdata.annotators.actions import normalize as act
+from armdata.annotators.depth.tokenizer import depth_text
 from armdata.annotators.draw import draw_trace
 from armdata.annotators.trace import build_traces, trace_text
 from armdata.schemas.errors import RecordError
@@ -67,8 +67,8 @@ def make_models(directory: str | os.PathLike) -> tuple[str, str]:
     """(depth checkpoint path, tokenizer dir): a tiny random AiT VQ-VAE and the small test tokenizer."""
     import torch
 
-    from armdata.annotators.action_tokenizer import make_test_tokenizer
-    from armdata.annotators.depth_tokenizer import AiTVQVAE, VQVAEConfig, save_checkpoint
+    from armdata.annotators.actions.tokenizer import make_test_tokenizer
+    from armdata.annotators.depth.tokenizer import AiTVQVAE, VQVAEConfig, save_checkpoint
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
@@ -278,7 +278,7 @@ def write_output(
     noise_px: std of the estimated gripper points around the ground truth (0: the estimate is the truth);
     models: (depth checkpoint, tokenizer dir) from :func:`make_models` to reuse, else made in ``models_dir``.
     """
-    from armdata.annotators.action_tokenizer import ActionTokenizer
+    from armdata.annotators.actions.tokenizer import ActionTokenizer
 
     out = Path(out_dir)
     (out / SHARDS_DIR).mkdir(parents=True, exist_ok=True)
@@ -337,7 +337,7 @@ def write_output(
 
 def read_samples(tar: Path) -> list[tuple[str, dict[str, bytes]]]:
     """All samples of a tar, in order (with the real reader)."""
-    from armdata.pipeline.output_reader import iter_shard
+    from armdata.pipeline.output.reader import iter_shard
 
     return list(iter_shard(tar))
 

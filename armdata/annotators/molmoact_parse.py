@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from armdata.annotators.actions import ActionStats, decode
+from armdata.annotators.actions.normalize import ActionStats, decode
 
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][+-]?\d+)?$")
 _DEPTH = re.compile(r"<DEPTH_START>(.*?)<DEPTH_END>", re.DOTALL)

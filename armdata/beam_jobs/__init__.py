@@ -1,1 +1,2 @@
-"""armdata.beam_jobs."""
+"""Thin Beam jobs and the command-line wiring of each command (``cli.py`` dispatches here): one module per command,
+labelled steps around ``pipeline`` stage objects. The top layer: may import everything below it."""

@@ -51,8 +51,8 @@ def _dataset_entry(path: str, name: str | None) -> tuple[str, dict]:
 
 
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
-    from armdata.annotators.action_tokenizer import DEFAULT_TOKENIZER, ActionTokenizer
-    from armdata.annotators.actions import ActionStats, encode, render_action_text
+    from armdata.annotators.actions.tokenizer import DEFAULT_TOKENIZER, ActionTokenizer
+    from armdata.annotators.actions.normalize import ActionStats, encode, render_action_text
     from armdata.annotators.molmoact_parse import extract_action_id_lists, parse_actions
 
     name, entry = _dataset_entry(args.stats, args.dataset)

@@ -29,19 +29,18 @@ from armdata.beam_jobs.common import (
     read_standard_episodes_resumable,
     write_failures,
 )
-from armdata.pipeline.annotate import (
+from armdata.pipeline.stages.annotate import (
     DepthCodeStage,
     DepthStage,
     EpisodeWork,
     SampleStage,
     TraceStageRunner,
-    read_tar,
     stage_error,
-    write_tar,
 )
-from armdata.pipeline.annotate_config import AnnotateConfig, load_config
+from armdata.pipeline.output.shards import read_tar, write_tar
+from armdata.pipeline.stages.config import AnnotateConfig, load_config
 from armdata.pipeline import fs
-from armdata.pipeline.read_rlds import EpisodeDecoder, episode_keys
+from armdata.pipeline.sources.rlds import EpisodeDecoder, episode_keys
 from armdata.schemas.errors import ArmdataError
 from armdata.schemas.sample import (
     FAILURES_FILE,
@@ -203,7 +202,7 @@ def _model_provenance(cfg: AnnotateConfig, sources: list[SourceConfig]) -> dict:
     """Models, revisions and licences as workers will load them, read without loading the big ones here (the
     machine that launches a cluster job may have no GPU). The depth tokenizer's layout is checked (fail early)."""
     depth = DepthStage(cfg, sources)
-    from armdata.annotators.action_tokenizer import ActionTokenizer
+    from armdata.annotators.actions.tokenizer import ActionTokenizer
 
     tok = ActionTokenizer.from_pretrained(cfg.actions.tokenizer)
     return {
@@ -326,7 +325,7 @@ def _write_index(out_dir: str, index_dir: str, names: list[str]) -> int:
 def add_config_flags(parser) -> None:
     parser.add_argument("--source", action="append", required=True, help="source file or known source name (repeatable)")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--config", help="annotate config YAML (see armdata/pipeline/annotate_config.py)")
+    parser.add_argument("--config", help="annotate config YAML (see armdata/pipeline/stages/config.py)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="override a config field")
     parser.add_argument("--depth-model", help="Depth Anything hub id or local dir (default: the source's depth camera if any)")
     parser.add_argument("--depth-tokenizer", help="VQ-VAE checkpoint (.pt in the AiT layout, or .safetensors)")

@@ -25,7 +25,7 @@ def _out_dir(path: str) -> Path:
 
 
 def configure_audit(parser: argparse.ArgumentParser) -> None:
-    from armdata.pipeline.audit import DEFAULT_SAMPLES
+    from armdata.pipeline.audit.report import DEFAULT_SAMPLES
 
     parser.add_argument(
         "out_dir", metavar="OUT_DIR", help="a finished output folder (shards/, index.parquet, ...)"
@@ -38,7 +38,7 @@ def configure_audit(parser: argparse.ArgumentParser) -> None:
 
 
 def run_audit(args: argparse.Namespace, beam_args: list[str]) -> int:
-    from armdata.pipeline import audit
+    from armdata.pipeline.audit import report as audit
 
     out = _out_dir(args.out_dir)
     if args.episode:
@@ -62,7 +62,7 @@ def configure_check(parser: argparse.ArgumentParser) -> None:
 
 
 def run_check(args: argparse.Namespace, beam_args: list[str]) -> int:
-    from armdata.pipeline.validate import check_output
+    from armdata.pipeline.output.check import check_output
 
     report = check_output(_out_dir(args.out_dir), load_tokenizer=not args.no_tokenizer)
     if args.json:

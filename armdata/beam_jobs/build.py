@@ -11,7 +11,7 @@ import os
 
 from armdata.beam_jobs.annotate import add_config_flags, config_from_args, annotate_sources
 from armdata.pipeline import fs
-from armdata.pipeline.card import write_card, write_run_record
+from armdata.pipeline.output.card import write_card, write_run_record
 from armdata.schemas.sample import AUDIT_DIR, INDEX_FILE, SHARDS_DIR, STATS_FILE
 from armdata.schemas.source import builtin_sources_dir, resolve_source
 
@@ -47,7 +47,7 @@ def build(sources, out_dir: str, cfg, beam_args: list[str], argv: list[str] | No
         "card": write_card(out_dir, record),
     }
     if audit and not fs.is_remote(out_dir):
-        from armdata.pipeline.audit import run_audit
+        from armdata.pipeline.audit.report import run_audit
 
         paths["report"] = str(run_audit(out_dir))
     else:
@@ -83,9 +83,9 @@ def configure_demo(parser) -> None:
 
 def demo_tokenizer_dir() -> str:
     """A deterministic local byte-level BPE tokenizer (Qwen2-like), made once in the cache."""
-    from armdata.annotators.action_tokenizer import make_test_tokenizer
+    from armdata.annotators.actions.tokenizer import make_test_tokenizer
 
-    from armdata.pipeline.cache import cache_root
+    from armdata.cache import cache_root
 
     d = str(cache_root() / "demo-tokenizer")
     if not os.path.exists(os.path.join(d, "tokenizer_config.json")):
@@ -94,7 +94,7 @@ def demo_tokenizer_dir() -> str:
 
 
 def run_demo(args, beam_args) -> int:
-    from armdata.pipeline.annotate_config import load_config
+    from armdata.pipeline.stages.config import load_config
 
     source = resolve_source(str(builtin_sources_dir() / "sample.yaml"))
     cfg = load_config(None, None, **{

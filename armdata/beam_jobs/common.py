@@ -16,8 +16,8 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pvalue import TaggedOutput
 
-from armdata.pipeline.read_rlds import EpisodeDecoder, episode_key, iter_records, shard_paths
-from armdata.pipeline.standardize import standardize
+from armdata.pipeline.sources.rlds import EpisodeDecoder, episode_key, iter_records, shard_paths
+from armdata.pipeline.sources.standardize import standardize
 from armdata.schemas.errors import ArmdataError, RecordError
 from armdata.schemas.source import SourceConfig
 

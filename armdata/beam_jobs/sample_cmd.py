@@ -1,6 +1,6 @@
 """``armdata sample make OUT``: write the built-in synthetic RLDS sample (no download).
 
-The dataset is rendered from a simple 3D world (see :mod:`armdata.pipeline.sample_world`); its source file is
+The dataset is rendered from a simple 3D world (see :mod:`armdata.synthetic.world`); its source file is
 ``sources/sample.yaml``, whose ``data.dir: builtin:sample`` makes a cached copy with the default parameters on
 first use. This command writes a copy with chosen parameters wherever you like and prints the builder dir.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from armdata.pipeline.sample_world import DEFAULT_PARAMS, make_sample
+from armdata.synthetic.world import DEFAULT_PARAMS, make_sample
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

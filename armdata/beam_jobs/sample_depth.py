@@ -5,7 +5,7 @@
                          [--device cpu] [--max-batch-size 8] [--num-shards 4] [Beam options]
 
 Which steps: each (source, episode, step) has a hashed coin ``u`` in [0, 1) (see
-:func:`armdata.pipeline.depth_training.sample_u`); steps with ``u < fraction`` are kept, and with ``--max-maps``
+:func:`armdata.training.depth_tokenizer.sample_u`); steps with ``u < fraction`` are kept, and with ``--max-maps``
 the ones with the smallest ``u``. Only the chosen frames go through the depth model. Output: ``DIR/depth-SSSSS-of-
 NNNNN.tar`` (a shard with no map is not written), ``DIR/manifest.json`` (counts, settings, backend provenance) and
 ``DIR/failures.jsonl`` (episodes that could not be read).
@@ -22,7 +22,7 @@ import apache_beam as beam
 import numpy as np
 
 from armdata.beam_jobs.common import make_pipeline, read_standard_episodes, write_failures
-from armdata.pipeline.depth_training import (
+from armdata.training.depth_tokenizer import (
     candidate_steps,
     depth_shard_bytes,
     sample_key,
@@ -126,7 +126,7 @@ def build(p: beam.Pipeline, source: SourceConfig, args) -> None:
     """Wire the job onto pipeline ``p`` (tests call this with a TestPipeline)."""
     from apache_beam.ml.inference.base import RunInference
 
-    from armdata.pipeline.depth_stage import keyed_depth_handler
+    from armdata.pipeline.stages.depth_handler import keyed_depth_handler
 
     backend = backend_for(source, args.backend, args.model)
     kw = backend_kwargs(source, backend, args)
@@ -156,7 +156,7 @@ def build(p: beam.Pipeline, source: SourceConfig, args) -> None:
         | "GroupShards" >> beam.GroupByKey()
         | "WriteShards" >> beam.ParDo(WriteShard(args.out, n, name, seed, backend))
     )
-    from armdata.annotators.depth import make_depth_backend
+    from armdata.annotators.depth.estimator import make_depth_backend
 
     settings = {"source": name, "fraction": frac, "max_maps": args.max_maps, "seed": seed, "num_shards": n,
                 "backend": backend, "backend_kwargs": kw, "provenance": make_depth_backend(backend, **kw).provenance()}

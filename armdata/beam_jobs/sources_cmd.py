@@ -68,7 +68,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from armdata.pipeline.inspect_source import draft_source, inspect_builder, write_draft
+    from armdata.pipeline.sources.inspect import draft_source, inspect_builder, write_draft
 
     insp = inspect_builder(args.path, episodes=args.episodes, split=args.split)
     print(insp.render())
@@ -82,7 +82,7 @@ def _inspect(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from armdata.pipeline.inspect_source import validate_source
+    from armdata.pipeline.sources.inspect import validate_source
 
     path = args.file
     if not Path(path).exists() and not path.endswith((".yaml", ".yml")):

@@ -3,7 +3,7 @@
 Also the pieces the build command reuses: :class:`ComputeStatistics` (a PTransform from StandardEpisodes to one
 statistics entry per dataset) and :func:`statistics_for` (cached statistics for a list of sources).
 
-Outputs in ``--out``: ``dataset_statistics.json`` (OpenVLA / MolmoAct layout, see ``armdata.pipeline.stats``)
+Outputs in ``--out``: ``dataset_statistics.json`` (OpenVLA / MolmoAct layout, see ``armdata.pipeline.statistics.actions``)
 and ``failures.jsonl`` (one dead letter per bad episode, empty when none). Bad episodes are counted and
 listed; the job fails only when more than ``--max-failure-fraction`` of the episodes are bad, or when a dataset
 is left with fewer than 2 transitions (no statistics can be made from it).
@@ -29,7 +29,7 @@ from apache_beam.pvalue import TaggedOutput
 
 from armdata.beam_jobs.common import FAILURES, METRICS_NAMESPACE, check_failure_fraction, make_pipeline
 from armdata.pipeline import fs
-from armdata.pipeline.stats import (
+from armdata.pipeline.statistics.actions import (
     DEFAULT_EXACT_LIMIT,
     DEFAULT_SKETCH_K,
     DatasetAccumulator,
@@ -162,14 +162,14 @@ class ComputeStatistics(beam.PTransform):
 
 def default_cache_dir() -> str:
     """``$ARMDATA_CACHE/statistics``, else ``~/.cache/armdata/statistics``."""
-    from armdata.pipeline.cache import cache_root
+    from armdata.cache import cache_root
 
     root = str(cache_root())
     return os.path.join(root, "statistics")
 
 
 def source_cache_key(source: SourceConfig, settings: StatsSettings) -> str:
-    from armdata.pipeline.read_rlds import resolve_data_dir
+    from armdata.pipeline.sources.rlds import resolve_data_dir
 
     return cache_key(source.fingerprint(), dataset_info_digest(resolve_data_dir(source)),
                      settings.exact_limit, settings.sketch_k)

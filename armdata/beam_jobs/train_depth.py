@@ -27,7 +27,7 @@ ARCHS = {
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from armdata.pipeline.depth_training import TrainConfig
+    from armdata.training.depth_tokenizer import TrainConfig
 
     d = TrainConfig()
     parser.add_argument("--data", required=True, help="directory of depth-*.tar shards (armdata sample-depth)")
@@ -50,8 +50,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args, beam_args: list[str]) -> int:
-    from armdata.annotators.depth_tokenizer import VQVAEConfig
-    from armdata.pipeline.depth_training import TrainConfig, mean_baseline_note, read_depth_shards, train_tokenizer
+    from armdata.annotators.depth.tokenizer import VQVAEConfig
+    from armdata.training.depth_tokenizer import TrainConfig, mean_baseline_note, read_depth_shards, train_tokenizer
 
     if args.steps < 1 or args.batch_size < 1 or args.lr <= 0:
         raise ArmdataError("--steps and --batch-size must be positive, --lr above 0")

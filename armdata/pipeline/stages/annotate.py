@@ -1,0 +1,365 @@
+"""The annotate job's steps over whole episodes, without Beam: depth maps, depth codes, gripper points,
+samples, and the deterministic per-episode tar part.
+
+Each stage is a small class: ``setup()`` loads its model once (per worker), ``process(work)`` handles one
+episode. ``EpisodeWork`` carries an episode and what the stages have found so far; it never leaves a worker
+(Beam fuses the stages), so no image goes through a shuffle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from armdata.annotators.actions import normalize as act
+from armdata.annotators.draw import draw_trace
+from armdata.schemas.errors import ArmdataError, RecordError
+from armdata.schemas.records import StandardEpisode
+from armdata.schemas.sample import (
+    FLAG_ACTION_CLIPPED,
+    FLAG_NO_POINT,
+    FLAG_NO_TRACE,
+    ActionAnnotation,
+    GripperPoint,
+    SampleAnnotation,
+    sample_key,
+)
+from armdata.schemas.source import SourceConfig
+from armdata.schemas.templates import TEMPLATE_VERSION, TemplateSettings, TextInputs, render_all
+
+from armdata.pipeline.stages.config import AnnotateConfig
+
+logger = logging.getLogger(__name__)
+
+DRAWN_MEMBER = "traj.png"  # lossless, so the drawn pixels are exactly MolmoAct's loader's
+
+
+@dataclass
+class EpisodeWork:
+    """One episode on its way through the stages (mutable, stays in one worker)."""
+
+    episode: StandardEpisode
+    depth_u8: np.ndarray | None = None  # uint8 [T, 320, 320]
+    depth_codes: np.ndarray | None = None  # int64 [T, 100]
+    points: Any = None  # armdata.pipeline.stages.trace.EpisodePoints
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def stage_error(work: EpisodeWork, field_name: str, e: Exception) -> RecordError:
+    """A stage failure as a dead letter naming the episode and the field the stage makes."""
+    if isinstance(e, RecordError):
+        return e
+    ep = work.episode
+    return RecordError(ep.source, ep.episode_key, None, field_name, "model_error", f"{type(e).__name__}: {e}")
+
+
+def _set_threads(n: int) -> None:
+    import torch
+
+    if n > 0:
+        torch.set_num_threads(n)
+
+
+def depth_backend_for(cfg: AnnotateConfig, source: SourceConfig) -> str:
+    """Which depth backend a source uses: its depth camera unless a model is asked for."""
+    if cfg.depth.backend != "auto":
+        return cfg.depth.backend
+    if source.cameras.depth and cfg.depth.model is None:
+        return "depth-camera"
+    return "depth-anything"
+
+
+class DepthStage:
+    """Primary frames (or the depth camera) -> uint8 [T, 320, 320] depth maps, in bounded batches."""
+
+    def __init__(self, cfg: AnnotateConfig, sources: list[SourceConfig]):
+        self.cfg = cfg
+        self.backend_of = {s.name: depth_backend_for(cfg, s) for s in sources}
+        self._backends: dict[str, Any] = {}
+
+    def _make(self, name: str):
+        from armdata.annotators.depth.estimator import make_depth_backend
+
+        if name == "depth-anything":
+            kw = {"input_size": self.cfg.depth.input_size, "device": self.cfg.depth.device}
+            if self.cfg.depth.model:
+                kw["model"] = self.cfg.depth.model
+            return make_depth_backend(name, **kw)
+        return make_depth_backend(name)
+
+    def setup(self) -> None:
+        _set_threads(self.cfg.torch_threads)
+        for name in sorted(set(self.backend_of.values())):
+            backend = self._make(name)
+            backend.setup()
+            self._backends[name] = backend
+
+    def provenance(self) -> dict:
+        """Model ids, settings and licences, read off unloaded backends (the driver may have no GPU)."""
+        return {name: (self._backends.get(name) or self._make(name)).provenance()
+                for name in sorted(set(self.backend_of.values()))}
+
+    def process(self, work: EpisodeWork) -> EpisodeWork:
+        ep = work.episode
+        name = self.backend_of[ep.source]
+        if name == "depth-camera":
+            if ep.depth_camera is None:
+                raise RecordError(ep.source, ep.episode_key, None, "depth_camera", "missing_field",
+                                  "the depth-camera backend needs the source's cameras.depth")
+            inputs = ep.depth_camera
+        else:
+            inputs = ep.primary
+        from armdata.annotators.depth.estimator import InvalidDepthFrame
+
+        b = self.cfg.depth.max_batch_frames
+        maps = []
+        # Fixed chunks within one episode: results do not depend on how a runner bundles episodes.
+        for i in range(0, len(inputs), b):
+            try:
+                maps.append(self._backends[name].process_batch(inputs[i : i + b]))
+            except InvalidDepthFrame as e:
+                field_name = "depth_camera" if name == "depth-camera" else "primary"
+                raise RecordError(ep.source, ep.episode_key, i + e.frame_index, field_name, "bad_depth", str(e)) from None
+        work.depth_u8 = np.concatenate(maps)
+        work.provenance["depth_backend"] = name
+        return work
+
+
+class DepthCodeStage:
+    """Depth maps -> 100 VQ-VAE codes per frame."""
+
+    def __init__(self, cfg: AnnotateConfig):
+        self.cfg = cfg
+        self.tokenizer = None
+
+    def checkpoint(self) -> str:
+        if self.cfg.depth_tokenizer.checkpoint:
+            return self.cfg.depth_tokenizer.checkpoint
+        from armdata.annotators.depth.tokenizer import default_demo_tokenizer_path
+
+        return default_demo_tokenizer_path()
+
+    def setup(self, device: str | None = None) -> None:
+        from armdata.annotators.depth.tokenizer import DepthTokenizer
+
+        _set_threads(self.cfg.torch_threads)
+        self.tokenizer = DepthTokenizer.from_checkpoint(self.checkpoint(), device=device or self.cfg.depth.device)
+
+    def provenance(self) -> dict:
+        """Checks the checkpoint's layout (on the CPU; it is small) and says what it is."""
+        if self.tokenizer is None:
+            self.setup(device="cpu")
+        return self.tokenizer.provenance()
+
+    def process(self, work: EpisodeWork) -> EpisodeWork:
+        work.depth_codes = self.tokenizer.encode(work.depth_u8)
+        return work
+
+
+def locator_for(cfg: AnnotateConfig, source: SourceConfig) -> str:
+    """``auto``: the calibrated projection of the end-effector state when the source has both, else its hint."""
+    if cfg.trace.locator != "auto":
+        return cfg.trace.locator
+    if source.calibration is not None and source.state.eef_position is not None:
+        return "projection"
+    if source.locator_hint is not None:
+        return "hint"
+    raise ArmdataError(
+        f"source {source.name}: no way to find the end effector: give calibration + state.eef_position or a "
+        f"locator_hint in {source.origin or 'its source file'}, or use --locator pointer with --set "
+        f"trace.pointer_model=..."
+    )
+
+
+class TraceStageRunner:
+    """Locate and track the end effector over the episode (per-frame pixel points, method, confidence)."""
+
+    def __init__(self, cfg: AnnotateConfig, sources: list[SourceConfig]):
+        self.cfg = cfg
+        self.sources = {s.name: s for s in sources}
+        self.locator_of = {s.name: locator_for(cfg, s) for s in sources}  # fails at construction, not in workers
+        self.annotators: dict[str, Any] = {}
+
+    def trace_config(self, locator: str):
+        from armdata.pipeline.stages.trace import TraceConfig
+
+        t = self.cfg.trace
+        return TraceConfig(mode=t.mode, locator=locator, tracker=t.tracker, keyframe_every=t.keyframe_every,
+                           pointer_model=t.pointer_model)
+
+    def setup(self) -> None:
+        from armdata.pipeline.stages.trace import TraceAnnotator
+
+        _set_threads(self.cfg.torch_threads)
+        for locator in sorted(set(self.locator_of.values())):
+            annotator = TraceAnnotator(self.trace_config(locator))
+            annotator.setup()
+            self.annotators[locator] = annotator
+
+    def provenance(self) -> dict:
+        """Locator and tracker per source with their settings and licences, from unloaded objects."""
+        from armdata.pipeline.stages.trace import build_locator, build_tracker
+
+        out = {}
+        for locator in sorted(set(self.locator_of.values())):
+            cfg = self.trace_config(locator)
+            loc, trk = build_locator(cfg), build_tracker(cfg)
+            out[locator] = {
+                "config": dataclasses.asdict(cfg),
+                "locator": loc.provenance() if hasattr(loc, "provenance") else {"locator": locator},
+                "tracker": trk.provenance(),
+            }
+        return {"per_source": self.locator_of, "locators": out}
+
+    def process(self, work: EpisodeWork) -> EpisodeWork:
+        src = work.episode.source
+        work.points = self.annotators[self.locator_of[src]].annotate(work.episode, self.sources[src])
+        return work
+
+
+def encode_jpeg(image_rgb: np.ndarray, quality: int) -> bytes:
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ArmdataError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+def encode_png(image_rgb: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ArmdataError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def _is_jpeg(b: bytes | None) -> bool:
+    return bool(b) and b[:2] == b"\xff\xd8"
+
+
+def view_member(view: str) -> str:
+    return f"{view}.jpg"
+
+
+class SampleStage:
+    """Episode + annotations -> one sample per step: members (bytes by extension) and the annotation.
+
+    Action statistics arrive as a dict (dataset_statistics.json) keyed by source name.
+    """
+
+    def __init__(self, cfg: AnnotateConfig, provenance_id: str):
+        self.cfg = cfg
+        self.provenance_id = provenance_id
+        self.tokenizer = None
+
+    def setup(self) -> None:
+        from armdata.annotators.actions.tokenizer import ActionTokenizer
+
+        self.tokenizer = ActionTokenizer.from_pretrained(self.cfg.actions.tokenizer)
+
+    def process(self, work: EpisodeWork, statistics: dict) -> list[tuple[str, dict[str, bytes]]]:
+        from armdata.annotators.depth.tokenizer import depth_text
+        from armdata.annotators.trace import build_traces, trace_text
+
+        ep = work.episode
+        if ep.source not in statistics:
+            raise RecordError(ep.source, ep.episode_key, None, "action", "missing_statistics",
+                              f"no statistics for source {ep.source!r}; have {sorted(statistics)}")
+        stats = act.ActionStats.from_json(statistics[ep.source])
+        vocab = self.tokenizer.vocab_size
+        h, w = ep.image_size
+        pts = work.points
+        points_uv = np.asarray(pts.points_uv, dtype=np.float64)
+        visible = np.asarray(pts.visible, dtype=bool)
+        traces = build_traces(points_uv, visible, h, w)
+
+        normed = act.normalize(ep.actions, stats)
+        bins = act.to_bins(normed)
+        ids = act.bins_to_ids(bins, vocab)
+        clipped = _clipped(ep.actions, stats)
+        settings = TemplateSettings(self.cfg.templates.information_phrase, multi_view=bool(ep.extra_views))
+        gt_uv = ep.metadata.get("gripper_uv")
+        gt_vis = ep.metadata.get("gripper_visible")
+
+        out = []
+        for t in range(ep.num_steps):
+            key = sample_key(ep.source, ep.episode_key, t)
+            flags = list(pts.flags[t]) if pts.flags is not None else []
+            if not visible[t] and FLAG_NO_POINT not in flags:
+                flags.append(FLAG_NO_POINT)
+            trace = traces[t]
+            if trace is None:
+                flags.append(FLAG_NO_TRACE)
+            if clipped[t]:
+                flags.append(FLAG_ACTION_CLIPPED)
+            symbols = self.tokenizer.ids_to_symbols([int(i) for i in ids[t]])
+            chunk_ids = None
+            if self.cfg.actions.chunk_size > 0:
+                c = act.chunk(ep.actions, t, self.cfg.actions.chunk_size)
+                chunk_ids = act.bins_to_ids(act.to_bins(act.normalize(c, stats)), vocab).astype(int).tolist()
+            codes = work.depth_codes[t] if work.depth_codes is not None else None
+            inputs = TextInputs(
+                instruction=ep.instruction,
+                depth=depth_text(codes) if codes is not None else None,
+                trace=trace_text(trace) if trace is not None else None,
+                action=act.render_action_text(symbols),
+            )
+            ground_truth = {}
+            if gt_uv is not None:
+                seen = gt_vis is None or bool(np.asarray(gt_vis)[t])
+                ground_truth["gripper_uv"] = [float(x) for x in np.asarray(gt_uv)[t]] if seen else None
+            ann = SampleAnnotation(
+                key=key,
+                source=ep.source,
+                episode=ep.episode_key,
+                step=t,
+                num_steps=ep.num_steps,
+                instruction=ep.instruction,
+                image_size=[h, w],
+                views=sorted(ep.extra_views),
+                depth_codes=[int(c) for c in codes] if codes is not None else None,
+                trace_uv255=trace.astype(int).tolist() if trace is not None else None,
+                gripper=GripperPoint(
+                    uv=[float(points_uv[t, 0]), float(points_uv[t, 1])] if visible[t] else None,
+                    method=str(pts.method[t]),
+                    confidence=float(pts.confidence[t]),
+                ),
+                action=ActionAnnotation(
+                    raw=[float(x) for x in ep.actions[t]],
+                    normalized=[float(x) for x in normed[t]],
+                    bins=[int(x) for x in bins[t]],
+                    ids=[int(x) for x in ids[t]],
+                    symbols=list(symbols),
+                    vocab_size=int(vocab),
+                    chunk_ids=chunk_ids,
+                ),
+                flags=sorted(set(flags)),
+                text=render_all(inputs, settings, self.cfg.templates.names),
+                template_version=TEMPLATE_VERSION,
+                provenance_id=self.provenance_id,
+                ground_truth=ground_truth,
+            )
+            out.append((key, self._members(ep, t, trace, ann)))
+        return out
+
+    def _members(self, ep: StandardEpisode, t: int, trace, ann: SampleAnnotation) -> dict[str, bytes]:
+        q = self.cfg.output.jpeg_quality
+        src = ep.primary_jpeg[t] if ep.primary_jpeg else None
+        members = {"jpg": src if _is_jpeg(src) else encode_jpeg(ep.primary[t], q), "json": ann.to_json()}
+        for view, frames in ep.extra_views.items():
+            b = ep.extra_jpeg.get(view, [None] * ep.num_steps)[t]
+            members[view_member(view)] = b if _is_jpeg(b) else encode_jpeg(frames[t], q)
+        if self.cfg.templates.store_drawn_image:
+            drawn = draw_trace(ep.primary[t], trace) if trace is not None else ep.primary[t]
+            members[DRAWN_MEMBER] = encode_png(drawn)
+        return members
+
+
+def _clipped(actions: np.ndarray, stats: act.ActionStats) -> np.ndarray:
+    """[T] True where a value lay outside [q01, q99] (normalized dims) or [-1, 1] (the others)."""
+    a = np.asarray(actions, dtype=np.float64)
+    out = np.where(stats.mask, (a < stats.q01) | (a > stats.q99), np.abs(a) > 1.0)
+    return out.any(axis=1)
