@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("armdata.beam_jobs.build", "the whole chain on the built-in sample, no download"),
     "audit": ("armdata.beam_jobs.audit_cmd", "HTML report and audit.json for a finished output"),
     "check": ("armdata.beam_jobs.audit_cmd", "check a finished output; non-zero exit on failure"),
+    "export": ("armdata.beam_jobs.export_cmd", "write a finished output in another layout (MolmoAct, LeRobot)"),
 }
 
 

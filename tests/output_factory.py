@@ -302,6 +302,7 @@ def write_output(
                     "shard": name,
                     "source": ann.source,
                     "episode": ann.episode,
+                    "source_episode_id": ann.source_episode_id,
                     "step": ann.step,
                     "instruction": ann.instruction,
                     "flags": list(ann.flags),

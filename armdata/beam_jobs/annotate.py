@@ -171,7 +171,8 @@ class WriteShard(beam.DoFn):
                 for key, members in read_tar(fs.join(self.parts_dir, f"{ep_id}.tar")):
                     ann = json.loads(members["json"])
                     rows.append({"key": key, "shard": name, "source": ann["source"], "episode": ann["episode"],
-                                 "step": ann["step"], "instruction": ann["instruction"], "flags": ann["flags"]})
+                                 "source_episode_id": ann["source_episode_id"], "step": ann["step"],
+                                 "instruction": ann["instruction"], "flags": ann["flags"]})
                     yield key, members
 
         num_bytes, sha256 = write_tar(fs.join(self.shards_dir, name), samples())
@@ -311,7 +312,7 @@ def _write_index(out_dir: str, index_dir: str, names: list[str]) -> int:
     table = pa.Table.from_pylist(
         rows,
         schema=pa.schema([("key", pa.string()), ("shard", pa.string()), ("source", pa.string()),
-                          ("episode", pa.string()), ("step", pa.int32()), ("instruction", pa.string()),
+                          ("episode", pa.string()), ("source_episode_id", pa.string()), ("step", pa.int32()), ("instruction", pa.string()),
                           ("flags", pa.list_(pa.string()))]),
     )
     buf = pa.BufferOutputStream()

@@ -33,6 +33,9 @@ class Episode:
     instruction: the raw instruction text (first non-empty value of the source's instruction field)
     steps:       every other numeric step field the source file names, path -> [T, ...]
     metadata:    episode_metadata, flattened with '/' paths (numpy values)
+    source_episode_id: the episode's id in the source data, so annotations map back to it: RLDS
+                 ``episode_metadata/file_path`` (``#episode_id`` appended where the metadata has one); a reader without one leaves it empty and
+                 ``source_id`` falls back to ``episode_key``
     """
 
     source: str
@@ -44,6 +47,7 @@ class Episode:
     jpeg: dict[str, list[bytes]] = field(default_factory=dict)
     steps: dict[str, np.ndarray] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    source_episode_id: str = ""
 
     def __post_init__(self) -> None:
         check_key(self.episode_key, "episode key")
@@ -72,6 +76,7 @@ class StandardEpisode:
     eef_position:   float32 [T, 3] end effector position in the robot base frame, or None
     depth_camera:   float32 [T, H, W] depth in metres from a depth camera, or None
     metadata:       episode metadata (flattened), passed through for audits and ground truth
+    source_episode_id: the episode's id in the source data (see ``Episode``); ``source_id`` never empty
     """
 
     source: str
@@ -87,6 +92,7 @@ class StandardEpisode:
     depth_camera: np.ndarray | None = None
     control_hz: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    source_episode_id: str = ""
 
     def __post_init__(self) -> None:
         check_key(self.episode_key, "episode key")
@@ -99,6 +105,11 @@ class StandardEpisode:
     @property
     def num_steps(self) -> int:
         return int(self.actions.shape[0])
+
+    @property
+    def source_id(self) -> str:
+        """The source's own episode id, else armdata's episode key."""
+        return self.source_episode_id or self.episode_key
 
     @property
     def image_size(self) -> tuple[int, int]:

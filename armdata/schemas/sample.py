@@ -26,7 +26,7 @@ from typing import Any
 
 from armdata.schemas.records import check_key
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: source_episode_id
 SHARDS_DIR = "shards"
 SHARD_PREFIX = "armdata"
 INDEX_FILE = "index.parquet"
@@ -51,7 +51,7 @@ FLAG_NO_POINT = "no_point"  # the end effector was not found in this frame
 FLAG_DISAGREE = "pointer_tracker_disagree"  # pointer and tracker disagree by more than the threshold
 FLAG_ACTION_CLIPPED = "action_clipped"  # a normalized action value was clipped at +-1
 
-INDEX_COLUMNS = ("key", "shard", "source", "episode", "step", "instruction", "flags")
+INDEX_COLUMNS = ("key", "shard", "source", "episode", "source_episode_id", "step", "instruction", "flags")
 
 
 def sample_key(source: str, episode: str, step: int) -> str:
@@ -109,6 +109,10 @@ class SampleAnnotation:
     template_version: str
     provenance_id: str  # the config hash; OUT/run.json holds the models, revisions and licences
     ground_truth: dict[str, Any] = field(default_factory=dict)  # e.g. {"gripper_uv": [u, v]} on the sample
+    # The episode's id in the source data (RLDS episode_metadata/file_path, '#episode_id' appended where present;
+    # else the episode key),
+    # so every annotation maps back to the original episode.
+    source_episode_id: str = ""
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> bytes:
@@ -168,7 +172,7 @@ def hf_features(views: list[str] = (), drawn_member: str | None = "traj.png", te
         "action": {"raw": seq(f32), "normalized": seq(f32), "bins": seq(i32), "ids": seq(i32), "symbols": seq(s),
                    "vocab_size": i32, "chunk_ids": seq(seq(i32))},
         "flags": seq(s), "text": text, "template_version": s, "provenance_id": s,
-        "ground_truth": {"gripper_uv": seq(f32)}, "schema_version": i32,
+        "ground_truth": {"gripper_uv": seq(f32)}, "source_episode_id": s, "schema_version": i32,
     }
     feats = {"__key__": s, "__url__": s, "jpg": hfd.Image(), "json": ann}
     for v in views:

@@ -60,6 +60,18 @@ def test_build_bridge_debug_with_tiny_depth_anything(bridge_debug_dir, tmp_path)
         assert {"jpg", "json", "image_1.jpg", "image_2.jpg", "traj.png"} <= set(s)
         check_sample_streams(SampleAnnotation.from_json(s["json"]), templates)
 
+    # Every sample maps back to its source episode: Bridge's episode_metadata/file_path, in the json and the index.
+    import pyarrow.parquet as pq
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder_from_directory(str(bridge_debug_dir))
+    file_paths = {f'{m["file_path"].numpy().decode()}#{int(m["episode_id"])}'
+                  for m in (ep["episode_metadata"] for ep in builder.as_dataset(split="train"))}
+    anns = [SampleAnnotation.from_json(s["json"]) for s in samples]
+    assert {a.source_episode_id for a in anns} == file_paths and len(file_paths) == 25
+    index = pq.read_table(out / "index.parquet").to_pylist()
+    assert {r["key"]: r["source_episode_id"] for r in index} == {a.key: a.source_episode_id for a in anns}
+
     ds = datasets.load_dataset("webdataset", data_files={"train": shards}, split="train",
                                features=hf_features(views=["image_1", "image_2"]))
     assert len(ds) == 250 and ds[0]["jpg"].size == (64, 64)

@@ -520,6 +520,7 @@ class _Seen:
     trace: list[list[int]] | None
     instruction: str
     flags: list[str]
+    source_episode_id: str = ""
 
 
 def _sha256(path: Path) -> str:
@@ -613,6 +614,7 @@ def _check_shard(
                     ann.trace_uv255,
                     ann.instruction,
                     list(ann.flags),
+                    ann.source_episode_id,
                 )
             )
     except Exception as e:  # the reader raises tarfile/ValueError/OSError kinds on damaged tars
@@ -840,6 +842,7 @@ def _check_index(out_dir: Path, seen: list[_Seen], report: CheckReport) -> None:
             "shard": s.shard,
             "source": s.source,
             "episode": s.episode,
+            "source_episode_id": s.source_episode_id,
             "step": s.step,
             "instruction": s.instruction,
             "flags": sorted(s.flags),

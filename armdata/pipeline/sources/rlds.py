@@ -142,6 +142,19 @@ def get_path(d: dict, path: str):
     return cur
 
 
+def source_episode_id(metadata: dict[str, Any]) -> str:
+    """The episode's id in the source data: ``episode_metadata/file_path``, suffixed ``#<episode_id>`` where the
+    metadata also has an ``episode_id`` (Bridge: one original file holds many episodes, so the path alone is not
+    unique; ECoT's released Bridge annotations are keyed the same way, file path then episode id). Empty where the
+    source records neither."""
+    path = _as_text(metadata.get("file_path", b"")).strip()
+    if "episode_id" in metadata:
+        ep_id = np.asarray(metadata["episode_id"])
+        ep_id = _as_text(ep_id) if ep_id.dtype.kind in "SUO" else str(ep_id.item())
+        return f"{path}#{ep_id}" if path else ep_id
+    return path
+
+
 def _as_text(v) -> str:
     if isinstance(v, bytes):
         return v.decode("utf-8", errors="replace")
@@ -323,6 +336,7 @@ class EpisodeDecoder:
             jpeg=jpeg,
             steps=field_group(other),
             metadata=metadata,
+            source_episode_id=source_episode_id(metadata),
         )
 
     def _encoded_images(self, record: bytes, cams: list[str], n: int, key: str) -> dict[str, list[bytes]]:

@@ -172,6 +172,7 @@ def standardize(ep: Episode, source: SourceConfig) -> StandardEpisode:
         depth_camera=depth,
         control_hz=source.control_hz,
         metadata=ep.metadata,
+        source_episode_id=ep.source_episode_id,
     )
 
 

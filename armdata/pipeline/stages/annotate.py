@@ -341,6 +341,7 @@ class SampleStage:
                 template_version=TEMPLATE_VERSION,
                 provenance_id=self.provenance_id,
                 ground_truth=ground_truth,
+                source_episode_id=ep.source_id,
             )
             out.append((key, self._members(ep, t, trace, ann)))
         return out
