@@ -40,7 +40,7 @@ from armdata.pipeline.stages.annotate import (
 from armdata.pipeline.output.shards import read_tar, write_tar
 from armdata.pipeline.stages.config import AnnotateConfig, load_config
 from armdata.pipeline import fs
-from armdata.pipeline.sources.rlds import EpisodeDecoder, episode_keys
+from armdata.pipeline.sources.read import check_against_data, episode_keys
 from armdata.schemas.errors import ArmdataError
 from armdata.schemas.sample import (
     FAILURES_FILE,
@@ -232,7 +232,7 @@ def annotate_sources(
         fs.makedirs(d)
     done = {fs.basename(f)[: -len(".tar")] for f in fs.glob(fs.join(parts_dir, "*.tar"))}
     for s in sources:  # a source file that does not match its data fails here, before anything is loaded
-        EpisodeDecoder(s).features
+        check_against_data(s)
     all_ids = [episode_id(s.name, k) for s in sources for k in episode_keys(s)]
     total = len(all_ids)
     plan = ShardPlan.make(all_ids, cfg.output.episodes_per_shard)

@@ -114,6 +114,8 @@ def read_standard_episodes_resumable(
 ):
     """As read_standard_episodes, skipping episode keys in ``skip`` undecoded; also returns their keys."""
     label = label or source.name
+    if source.data.format == "lerobot":
+        return _read_lerobot_resumable(p, source, label, skip)
     decoder = EpisodeDecoder(source)
     decoder.features
     shards = shard_paths(source, decoder.builder)
@@ -129,6 +131,68 @@ def read_standard_episodes_resumable(
         | f"Standardize[{label}]" >> beam.ParDo(DecodeAndStandardize(source)).with_outputs(FAILURES, main="episodes")
     )
     return outs.episodes, outs[FAILURES], records[SKIPPED]
+
+
+class ReadLeRobotEpisode(beam.DoFn):
+    """episode key -> StandardEpisode of a LeRobot source (its frames decoded from the videos in the worker); a bad
+    episode goes to the ``failures`` output. The reader keeps one data file open, so keys of one file read it once
+    per worker."""
+
+    def __init__(self, source: SourceConfig):
+        self.source = source
+        self.ok = beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"{source.name}/episodes_ok")
+        self.failed = beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"{source.name}/episodes_failed")
+
+    def setup(self):
+        from armdata.pipeline.sources.lerobot import LeRobotEpisodeReader
+
+        self.reader = LeRobotEpisodeReader(self.source)
+        self.reader.check()
+
+    def process(self, key: str):
+        try:
+            ep = standardize(self.reader.read(key), self.source)
+        except RecordError as e:
+            self.failed.inc()
+            yield TaggedOutput(FAILURES, e.to_dict())
+            return
+        self.ok.inc()
+        yield ep
+
+
+class SkipDone(beam.DoFn):
+    """Episode keys in ``skip`` (work already done, for resume) go to the ``skipped`` output, the rest pass on."""
+
+    def __init__(self, skip: frozenset[str]):
+        self.skip = skip
+        self.skipped = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "episodes_skipped")
+
+    def process(self, key: str):
+        if key in self.skip:
+            self.skipped.inc()
+            yield TaggedOutput(SKIPPED, key)
+        else:
+            yield key
+
+
+def _read_lerobot_resumable(p: beam.Pipeline, source: SourceConfig, label: str, skip: frozenset[str]):
+    """A LeRobot source in parallel by episode: the keys come from the metadata at construction (which checks the
+    source file against the dataset's features), each worker decodes whole episodes."""
+    from armdata.pipeline.sources.lerobot import LeRobotEpisodeReader
+
+    reader = LeRobotEpisodeReader(source)
+    reader.check()
+    keys = (
+        p
+        | f"ListEpisodes[{label}]" >> beam.Create(reader.episode_keys())
+        | f"SkipDone[{label}]" >> beam.ParDo(SkipDone(skip)).with_outputs(SKIPPED, main="keys")
+    )
+    outs = (
+        keys.keys
+        | f"Spread[{label}]" >> beam.Reshuffle()
+        | f"Standardize[{label}]" >> beam.ParDo(ReadLeRobotEpisode(source)).with_outputs(FAILURES, main="episodes")
+    )
+    return outs.episodes, outs[FAILURES], keys[SKIPPED]
 
 
 def write_failures(failures, out_dir: str, label: str = "WriteFailures"):

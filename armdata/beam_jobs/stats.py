@@ -35,7 +35,6 @@ from armdata.pipeline.statistics.actions import (
     DatasetAccumulator,
     StatsSettings,
     cache_key,
-    dataset_info_digest,
     write_json_atomic,
 )
 from armdata.schemas.errors import ArmdataError, RecordError
@@ -169,9 +168,9 @@ def default_cache_dir() -> str:
 
 
 def source_cache_key(source: SourceConfig, settings: StatsSettings) -> str:
-    from armdata.pipeline.sources.rlds import resolve_data_dir
+    from armdata.pipeline.sources.read import data_digest
 
-    return cache_key(source.fingerprint(), dataset_info_digest(resolve_data_dir(source)),
+    return cache_key(source.fingerprint(), data_digest(source),
                      settings.exact_limit, settings.sketch_k)
 
 

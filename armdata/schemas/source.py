@@ -32,8 +32,12 @@ class _Strict(BaseModel):
 
 
 class DataLocation(_Strict):
-    dir: str = Field(description="TFDS builder directory: local path (relative to this file), gs://, s3://, or builtin:sample")
+    dir: str = Field(description="TFDS builder directory: local path (relative to this file), gs://, s3://, or builtin:sample; "
+                     "for format lerobot, a local LeRobot dataset folder (the one holding meta/info.json)")
     split: str = "train"
+    format: Literal["rlds", "lerobot"] = Field(
+        default="rlds", description="rlds: a TFDS builder dir; lerobot: a LeRobot v2.1 or v3.0 dataset folder, whose "
+        "feature names (observation.images.front, observation.state, action, task_index) are the field paths")
 
 
 class Cameras(_Strict):
@@ -196,6 +200,8 @@ class SourceConfig(_Strict):
 
         body = self.model_dump(mode="json")
         body["data"]["dir"] = self.data_dir()
+        if body["data"].get("format") == "rlds":  # the default: RLDS sources keep the hashes they had before
+            body["data"].pop("format")
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
