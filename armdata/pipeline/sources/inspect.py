@@ -106,6 +106,8 @@ class Inspection:
     episodes_read: int
     steps_read: int
     fields: list[FieldInfo]
+    format: str = "rlds"  # "lerobot" for a LeRobot dataset folder (version is then its codebase_version)
+    fps: float | None = None  # LeRobot records its frame rate; RLDS does not
 
     def field(self, path: str) -> FieldInfo | None:
         return next((f for f in self.fields if f.path == path), None)
@@ -213,6 +215,10 @@ def inspect_builder(path: str | os.PathLike, episodes: int = 3, split: str | Non
     from armdata.pipeline.sources.rlds import flatten_features, iter_records
 
     path = str(path)
+    from armdata.pipeline.sources.lerobot import is_lerobot_dir
+
+    if is_lerobot_dir(path):
+        return inspect_lerobot(path, episodes=episodes)
     try:
         builder = tfds.builder_from_directory(path)
     except Exception as e:  # tfds raises several types for a missing or unreadable dir
@@ -418,7 +424,7 @@ def guess_action(insp: Inspection) -> tuple[dict[str, Any], list[str]] | None:
 def guess_state(insp: Inspection) -> _Guess | None:
     cands = [
         f for f in insp.fields
-        if f.level == "step" and f.path.startswith("observation/") and f.kind != "Image" and f.dtype.startswith("float")
+        if f.level == "step" and f.path.startswith(("observation/", "observation.")) and f.kind != "Image" and f.dtype.startswith("float")
         and any(w in f.path.lower() for w in ("state", "pose", "proprio", "eef", "joint", "position"))
         and len(f.shape) == 1
     ]
@@ -441,6 +447,8 @@ def draft_source(insp: Inspection, name: str | None = None, data_dir: str | None
         f"  dir: {_q(data_dir or insp.builder_dir)}",
         f"  split: {insp.split}",
     ]
+    if insp.format != "rlds":
+        lines.append(f"  format: {insp.format}")
 
     def guess_line(key: str, value: Any, why: str, indent: str, setting: str) -> None:
         lines.append(f"{indent}{key}: {_flow(value)}  # guess: {why}")
@@ -490,8 +498,11 @@ def draft_source(insp: Inspection, name: str | None = None, data_dir: str | None
     if state is not None:
         lines.append("state:")
         guess_line("keys", state.value, state.why, "  ", "state.keys")
-    lines.append("# control_hz: unknown  # guess: not in the data; look it up (Open X-Embodiment dataset table)")
-    unconfirmed.append("control_hz: not in the data")
+    if insp.fps:
+        lines.append(f"control_hz: {insp.fps:g}  # the dataset's recorded fps")
+    else:
+        lines.append("# control_hz: unknown  # guess: not in the data; look it up (Open X-Embodiment dataset table)")
+        unconfirmed.append("control_hz: not in the data")
     lines.append("unconfirmed:")
     lines += [f"  - {_q(u)}" for u in unconfirmed]
     return "\n".join(lines) + "\n"
@@ -610,12 +621,7 @@ def validate_source(path: str | os.PathLike, episodes: int = 3) -> ValidationRep
     field path exists; shapes and action widths match; `episodes` episodes read and standardize (non-finite
     actions, empty episodes, ...); each has a non-empty instruction; no named camera is black or constant.
     """
-    from armdata.pipeline.sources.rlds import (
-        check_source_against_features,
-        open_builder,
-        read_episodes_or_errors,
-        resolve_data_dir,
-    )
+    from armdata.pipeline.sources.rlds import resolve_data_dir
     from armdata.pipeline.sources.standardize import standardize
 
     report = ValidationReport(str(path))
@@ -630,19 +636,8 @@ def validate_source(path: str | os.PathLike, episodes: int = 3) -> ValidationRep
         report.add("unconfirmed", "warn", f"{len(cfg.unconfirmed)} settings not confirmed against real data:"
                    + "".join(f"\n           - {u}" for u in cfg.unconfirmed))
 
-    try:
-        builder = open_builder(cfg)
-    except ArmdataError as e:
-        report.add("data", "fail", str(e))
+    if not _open_and_check(cfg, report):
         return report
-    report.add("data", "ok", f"{builder.info.name} {builder.info.version}, split {cfg.data.split} "
-               f"({builder.info.splits[cfg.data.split].num_examples} episodes)")
-    try:
-        check_source_against_features(cfg, builder.info.features)
-    except SourceFileError as e:
-        report.add("field paths", "fail", str(e))
-        return report
-    report.add("field paths", "ok", f"all {len(cfg.step_paths())} field paths exist")
 
     try:
         insp = inspect_builder(resolve_data_dir(cfg), episodes=episodes, split=cfg.data.split)
@@ -668,6 +663,8 @@ def validate_source(path: str | os.PathLike, episodes: int = 3) -> ValidationRep
             report.add(setting, "ok", f"{cam}: {f.shape}, mean {f.camera.mean:.1f}, std {f.camera.std:.1f}")
 
     n_ok, errors, empty_instr, gripper_bad = 0, [], [], []
+    from armdata.pipeline.sources.read import read_episodes_or_errors
+
     for item in read_episodes_or_errors(cfg, limit=episodes):
         if isinstance(item, RecordError):
             errors.append(item)
@@ -698,3 +695,101 @@ def validate_source(path: str | os.PathLike, episodes: int = 3) -> ValidationRep
         report.add("gripper", "fail", f"canonical gripper outside [0, 1] in {', '.join(gripper_bad)}")
     return report
 
+
+
+def _open_and_check(cfg: SourceConfig, report: ValidationReport) -> bool:
+    """The data opens and every field path the file names exists in it (RLDS or LeRobot); False after a failure."""
+    from armdata.pipeline.sources.rlds import check_source_against_features, open_builder
+
+    if cfg.data.format == "lerobot":
+        from armdata.pipeline.sources.lerobot import LeRobotEpisodeReader
+
+        try:
+            ds = LeRobotEpisodeReader(cfg).check()
+        except SourceFileError as e:
+            report.add("field paths", "fail", str(e))
+            return False
+        except ArmdataError as e:
+            report.add("data", "fail", str(e))
+            return False
+        report.add("data", "ok", f"LeRobot {ds.version} dataset {ds.name} ({len(ds.episodes)} episodes, {ds.fps:g} fps)")
+        report.add("field paths", "ok", f"all {len(cfg.step_paths())} field paths exist")
+        return True
+    try:
+        builder = open_builder(cfg)
+    except ArmdataError as e:
+        report.add("data", "fail", str(e))
+        return False
+    report.add("data", "ok", f"{builder.info.name} {builder.info.version}, split {cfg.data.split} "
+               f"({builder.info.splits[cfg.data.split].num_examples} episodes)")
+    try:
+        check_source_against_features(cfg, builder.info.features)
+    except SourceFileError as e:
+        report.add("field paths", "fail", str(e))
+        return False
+    report.add("field paths", "ok", f"all {len(cfg.step_paths())} field paths exist")
+    return True
+
+
+def inspect_lerobot(path: str | os.PathLike, episodes: int = 3) -> Inspection:
+    """Feature tree and statistics of a LeRobot dataset folder (v2.1 or v3.0), from its first `episodes` episodes.
+
+    Field paths are the feature names; ``task_index`` is listed as a text field holding the episode's task (the
+    instruction path a LeRobot source file names); video features are cameras with their decoded pixel statistics.
+    """
+    from armdata.pipeline.sources.lerobot import (
+        FRAME_COLUMNS,
+        TASK_PATH,
+        LeRobotDataset,
+        LeRobotEpisodeReader,
+        column_array,
+        episode_key,
+    )
+
+    ds = LeRobotDataset(path)
+    probe = SourceConfig.model_validate({
+        "name": "inspect", "data": {"dir": str(Path(path).resolve()), "format": "lerobot"},
+        "cameras": {"primary": (ds.video_keys or ["?"])[0]}, "instruction": {"path": TASK_PATH},
+        "action": {"arm": [], "gripper": {"path": TASK_PATH}},
+    })
+    reader = LeRobotEpisodeReader(probe)
+    sampled = ds.episodes[:episodes]
+    tables, frames = [], {k: [] for k in ds.video_keys}
+    for ref in sampled:
+        key = episode_key(ref.index)
+        table = reader._episode_rows(ref, key)
+        tables.append(table)
+        ts = column_array(table, "timestamp")
+        for cam in ds.video_keys:
+            frames[cam].append(reader._frames(ref, cam, ts, key))
+    fields: list[FieldInfo] = []
+    for name, feat in ds.features.items():
+        if name in FRAME_COLUMNS and name != TASK_PATH:
+            continue
+        shape, dtype = tuple(feat.get("shape") or ()), str(feat.get("dtype"))
+        if name in frames:
+            f0 = frames[name][0][0] if frames[name] else None
+            example = f"image {f0.shape}" if f0 is not None else "(no episodes)"
+            fields.append(FieldInfo(name, "step", "Image", shape, "uint8", "video", example,
+                                    camera=camera_stats(frames[name]) if frames[name] else None))
+        elif name == TASK_PATH:
+            texts = tuple(ds.tasks.get(int(column_array(t, TASK_PATH)[0]), "") for t in tables)
+            fields.append(FieldInfo(name, "step", "Text", (), dtype, "the episode's task (meta/tasks)",
+                                    repr(texts[0]) if texts else "", texts=texts))
+        elif dtype == "string":
+            texts = tuple(next((str(v) for v in column_array(t, name) if str(v).strip()), "") for t in tables)
+            fields.append(FieldInfo(name, "step", "Text", shape, dtype, "", repr(texts[0]) if texts else "",
+                                    texts=texts))
+        elif dtype in ("image",):
+            fields.append(FieldInfo(name, "step", "Image", shape, "uint8", "image in parquet (not read yet)", ""))
+        else:
+            vals = [column_array(t, name) for t in tables]
+            info: dict[str, Any] = {}
+            if vals and int(np.prod(shape or (1,))) <= 64:
+                info["values"] = np.concatenate([v.reshape(v.shape[0], -1) for v in vals], axis=0)
+            example = _example_text(vals[0][0], "Tensor") if vals and len(vals[0]) else ""
+            fields.append(FieldInfo(name, "step", "Tensor", shape, dtype, "", example, **info))
+    fields.sort(key=lambda f: f.path)
+    return Inspection(builder_dir=str(path), name=ds.name, version=ds.version, split="train",
+                      splits={"train": len(ds.episodes)}, episodes_read=len(sampled),
+                      steps_read=sum(t.num_rows for t in tables), fields=fields, format="lerobot", fps=ds.fps)

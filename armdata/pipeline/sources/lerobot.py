@@ -374,7 +374,7 @@ class LeRobotEpisodeReader:
         """Open the metadata and check the source file against the features (typos name the setting and what
         exists) and the first data file against the features; returns the dataset."""
         ds = self.dataset
-        known = sorted(list(ds.features) + [TASK_PATH])
+        known = sorted(set(ds.features) | {TASK_PATH})
         for setting, path in self.source.step_paths().items():
             if path.startswith(EPISODE_METADATA):
                 if path[len(EPISODE_METADATA):] != "tasks":
