@@ -8,10 +8,13 @@ Flags a subcommand does not know are handed to it as ``beam_args`` (Beam pipelin
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
+import re
 import sys
+import traceback
 
 # TensorFlow's C++ start-up banner is noise for users of a data tool; -v brings it back.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -86,8 +89,47 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(run(args, beam_args) or 0)
     except ArmdataError as e:
-        print(f"armdata {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        return _fail(args, e, str(e))
+    except Exception as e:  # a full or read-only disk is the user's to fix: one line, not a traceback
+        text = user_os_error(e)
+        if text is None:
+            raise
+        return _fail(args, e, text)
+
+
+# errno values that mean "the place you asked me to write cannot take it"
+_USER_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EROFS: "the file system is read-only",
+                errno.EACCES: "permission denied", errno.EDQUOT: "disk quota exceeded"}
+
+
+def user_os_error(e: BaseException) -> str | None:
+    """A one-line message for a full, read-only or forbidden output, also when a Beam runner re-raised it inside
+    its own exception (then only its text is left); None for anything else."""
+    for cur in _chain(e):
+        if isinstance(cur, OSError) and cur.errno in _USER_ERRNOS:
+            where = f": {cur.filename}" if cur.filename else ""
+            return f"cannot write{where}: {_USER_ERRNOS[cur.errno]} ({os.strerror(cur.errno)})"
+    text = str(e)
+    for code, what in _USER_ERRNOS.items():
+        if os.strerror(code) in text:
+            path = re.search(r"'(/[^']+)'", text)
+            return f"cannot write{': ' + path.group(1) if path else ''}: {what} ({os.strerror(code)})"
+    return None
+
+
+def _chain(e: BaseException):
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        yield e
+        e = e.__cause__ or e.__context__
+
+
+def _fail(args, e: BaseException, text: str) -> int:
+    if args.verbose:
+        traceback.print_exception(e)
+    print(f"armdata {args.command}: error: {text}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 from dataclasses import dataclass
 
 import apache_beam as beam
@@ -23,9 +24,11 @@ from armdata import __version__
 from armdata.beam_jobs.common import (
     FAILURES,
     METRICS_NAMESPACE,
+    FailureBudget,
     check_failure_fraction,
     counter_value,
     make_pipeline,
+    run_with_budget,
     read_standard_episodes_resumable,
     write_failures,
 )
@@ -37,6 +40,7 @@ from armdata.pipeline.stages.annotate import (
     TraceStageRunner,
     stage_error,
 )
+from armdata.pipeline.output.lock import OutputLock
 from armdata.pipeline.output.shards import read_tar, write_tar
 from armdata.pipeline.stages.config import AnnotateConfig, load_config
 from armdata.pipeline import fs
@@ -164,6 +168,7 @@ class WriteShard(beam.DoFn):
         ep_ids = sorted(set(ep_ids))
         name = shard_name(index, self.num_shards)
         rows: list[dict] = []
+        digests: dict[str, dict[str, str]] = {}
 
         def samples():
             # One episode part in memory at a time: a shard of long episodes never has to fit in memory.
@@ -173,12 +178,13 @@ class WriteShard(beam.DoFn):
                     rows.append({"key": key, "shard": name, "source": ann["source"], "episode": ann["episode"],
                                  "source_episode_id": ann["source_episode_id"], "step": ann["step"],
                                  "instruction": ann["instruction"], "flags": ann["flags"]})
+                    digests[key] = {ext: hashlib.sha256(b).hexdigest() for ext, b in sorted(members.items())}
                     yield key, members
 
         num_bytes, sha256 = write_tar(fs.join(self.shards_dir, name), samples())
         manifest = ShardManifest(
             shard=name, num_samples=len(rows), num_bytes=num_bytes, sha256=sha256,
-            keys=[r["key"] for r in rows], episodes=ep_ids, config_hash=self.config_hash,
+            keys=[r["key"] for r in rows], episodes=ep_ids, config_hash=self.config_hash, members=digests,
         )
         fs.write_bytes(fs.join(self.shards_dir, name[: -len(".tar")] + ".json"), manifest.to_json().encode())
         fs.write_bytes(fs.join(self.index_dir, name + ".json"), json.dumps(rows).encode())
@@ -215,6 +221,26 @@ def _model_provenance(cfg: AnnotateConfig, sources: list[SourceConfig]) -> dict:
     }
 
 
+def check_unique_sources(sources: list[SourceConfig]) -> None:
+    """Two sources of one name would write the same sample keys (one silently overwriting the other)."""
+    names = [s.name for s in sources]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        files = [s.origin or s.name for s in sources if s.name in dupes]
+        raise ArmdataError(f"source name {', '.join(dupes)} is used by more than one source ({', '.join(files)}); "
+                           "sample keys start with the source name, so each must be unique")
+    if not sources:
+        raise ArmdataError("no sources given")
+
+
+def check_unique_episodes(all_ids: list[str]) -> None:
+    seen: set[str] = set()
+    dupes = sorted({e for e in all_ids if e in seen or seen.add(e)})
+    if dupes:
+        raise ArmdataError(f"{len(dupes)} episode ids occur twice (e.g. {dupes[0]}): two shard files of a split "
+                           "share a shard number; sample keys would collide")
+
+
 def annotate_sources(
     sources: list[SourceConfig],
     out_dir: str,
@@ -222,19 +248,27 @@ def annotate_sources(
     statistics: dict,
     beam_args: list[str],
 ) -> AnnotateResult:
-    """Run the job; returns counts. Resumes from ``OUT/.work/<config hash>`` when it exists."""
-    out_dir = fs.absolute(out_dir)
+    """Run the job; returns counts. Resumes from ``OUT/.work/<config hash>`` when it exists. Holds the output
+    folder's lock (another run into it is refused) and stops as soon as the failure budget is spent."""
+    check_unique_sources(sources)
+    with OutputLock(out_dir):
+        return _annotate_locked(sources, fs.absolute(out_dir), cfg, statistics, beam_args)
+
+
+def _annotate_locked(sources, out_dir: str, cfg: AnnotateConfig, statistics: dict, beam_args) -> AnnotateResult:
     config_hash = cfg.config_hash([s.fingerprint() for s in sources], __version__)
     work = fs.join(out_dir, WORK_DIR, config_hash)
     parts_dir, index_dir = fs.join(work, "episodes"), fs.join(work, "index")
     shards_dir = fs.join(out_dir, SHARDS_DIR)
-    for d in (parts_dir, index_dir, shards_dir):
-        fs.makedirs(d)
-    done = {fs.basename(f)[: -len(".tar")] for f in fs.glob(fs.join(parts_dir, "*.tar"))}
     for s in sources:  # a source file that does not match its data fails here, before anything is loaded
         check_against_data(s)
     all_ids = [episode_id(s.name, k) for s in sources for k in episode_keys(s)]
+    check_unique_episodes(all_ids)
+    for d in (parts_dir, index_dir, shards_dir):
+        fs.makedirs(d)
+    done = {fs.basename(f)[: -len(".tar")] for f in fs.glob(fs.join(parts_dir, "*.tar"))}
     total = len(all_ids)
+    budget = FailureBudget(total, cfg.max_failure_fraction, fs.join(work, "stopped.json"))
     plan = ShardPlan.make(all_ids, cfg.output.episodes_per_shard)
     num_shards = plan.num_shards
     provenance = _model_provenance(cfg, sources)
@@ -273,9 +307,9 @@ def annotate_sources(
         | "ByShard" >> beam.GroupByKey()
         | "WriteShards" >> beam.ParDo(WriteShard(parts_dir, shards_dir, index_dir, num_shards, config_hash))
     )
-    write_failures(failures | "AllFailures" >> beam.Flatten(), out_dir)
-    result = p.run()
-    result.wait_until_finish()
+    all_failures = failures | "AllFailures" >> beam.Flatten()
+    write_failures(all_failures | "FailureBudget" >> beam.Map(budget.charge), out_dir)
+    result = run_with_budget(p, budget, fs.join(out_dir, FAILURES_FILE))
 
     names = [n for n in (shard_name(i, num_shards) for i in range(num_shards))
              if fs.exists(fs.join(index_dir, n + ".json")) and _current(shards_dir, n, config_hash)]
@@ -285,6 +319,7 @@ def annotate_sources(
     skipped_n = counter_value(result, "episodes_skipped")
     failed = sum(1 for line in fs.read_bytes(fs.join(out_dir, FAILURES_FILE)).splitlines() if line.strip())
     check_failure_fraction(failed, total, cfg.max_failure_fraction)
+    _remove_scratch(out_dir, config_hash)
     return AnnotateResult(out_dir, config_hash, num_shards, names, total, annotated, skipped_n, failed, rows,
                           provenance)
 
@@ -300,6 +335,23 @@ def _remove_stale(shards_dir: str, keep: list[str]) -> None:
     """Shards of another config or shard count: a changed config never leaves old samples beside new ones."""
     keep_set = set(keep) | {n[: -len(".tar")] + ".json" for n in keep}
     fs.delete([f for f in fs.glob(fs.join(shards_dir, "*")) if fs.basename(f) not in keep_set])
+
+
+def _remove_scratch(out_dir: str, config_hash: str) -> None:
+    """After a successful run: work folders of other configs and temporary files of killed writers. The current
+    config's episode parts stay (a rerun reassembles its shards from them)."""
+    import shutil
+
+    if fs.is_remote(out_dir):
+        return
+    work_root = fs.join(out_dir, WORK_DIR)
+    for name in os.listdir(work_root) if os.path.isdir(work_root) else []:
+        if name != config_hash:
+            shutil.rmtree(os.path.join(work_root, name), ignore_errors=True)
+    for root, _, files in os.walk(out_dir):
+        for f in files:
+            if ".tmp-" in f:
+                os.remove(os.path.join(root, f))
 
 
 def _write_index(out_dir: str, index_dir: str, names: list[str]) -> int:

@@ -23,15 +23,26 @@ DEMO_OUT = "./armdata-demo"
 
 def build(sources, out_dir: str, cfg, beam_args: list[str], argv: list[str] | None = None, audit: bool = True) -> dict:
     """Statistics (cached), the annotate job, run.json, the card, the audit. Returns the paths it wrote."""
-    from armdata.beam_jobs.stats import statistics_for
+    from armdata.beam_jobs.annotate import check_unique_sources
+    from armdata.pipeline.output.lock import OutputLock
 
+    check_unique_sources(sources)
     out_dir = fs.absolute(out_dir)
     fs.makedirs(out_dir)
+    with OutputLock(out_dir):  # held across every step: a second run into this folder is refused
+        return _build_locked(sources, out_dir, cfg, beam_args, argv, audit)
+
+
+def _build_locked(sources, out_dir: str, cfg, beam_args: list[str], argv, audit: bool) -> dict:
+    from armdata.beam_jobs.stats import statistics_for
+
     if cfg.actions.statistics:
         statistics = json.loads(fs.read_bytes(cfg.actions.statistics))
     else:
         # The annotate job writes failures.jsonl (it reads the same episodes, and more can fail there).
-        statistics = statistics_for(sources, out_dir, beam_args, failures_file="stats_failures.jsonl")
+        # One failure budget for every step of the build (--max-failure-fraction).
+        statistics = statistics_for(sources, out_dir, beam_args, failures_file="stats_failures.jsonl",
+                                    max_failure_fraction=cfg.max_failure_fraction)
     stats_path = fs.join(out_dir, STATS_FILE)
     if not fs.exists(stats_path):
         fs.write_bytes(stats_path, json.dumps(statistics, indent=2).encode())

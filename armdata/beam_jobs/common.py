@@ -10,13 +10,22 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import threading
+import uuid
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pvalue import TaggedOutput
 
-from armdata.pipeline.sources.rlds import EpisodeDecoder, episode_key, iter_records, shard_paths
+from armdata.pipeline.sources.rlds import (
+    EpisodeDecoder,
+    episode_key,
+    iter_records_or_errors,
+    shard_lengths,
+    shard_paths,
+)
 from armdata.pipeline.sources.standardize import standardize
 from armdata.schemas.errors import ArmdataError, RecordError
 from armdata.schemas.source import SourceConfig
@@ -56,15 +65,23 @@ class ReadShardRecords(beam.DoFn):
     ``skipped`` output instead, before anything is decoded.
     """
 
-    def __init__(self, source_name: str, split: str = "train", skip: frozenset[str] = frozenset()):
+    def __init__(self, source_name: str, split: str = "train", skip: frozenset[str] = frozenset(),
+                 lengths: dict[str, int] | None = None):
         self.source_name = source_name
         self.split = split
         self.skip = skip
+        self.lengths = dict(lengths or {})
         self.records = beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"{source_name}/records_read")
         self.skipped = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "episodes_skipped")
+        self.lost = beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"{source_name}/records_lost")
 
     def process(self, shard: str):
-        for i, rec in iter_records(shard):
+        # A shard cut short keeps the records before the cut; each episode past it is a dead letter.
+        for i, rec in iter_records_or_errors(self.source_name, self.split, shard, self.lengths.get(shard)):
+            if isinstance(rec, RecordError):
+                self.lost.inc()
+                yield TaggedOutput(FAILURES, rec.to_dict())
+                continue
             if self.skip:
                 key = episode_key(self.split, shard, i)
                 if key in self.skip:
@@ -119,18 +136,20 @@ def read_standard_episodes_resumable(
     decoder = EpisodeDecoder(source)
     decoder.features
     shards = shard_paths(source, decoder.builder)
+    lengths = shard_lengths(source, decoder.builder)
     records = (
         p
         | f"ListShards[{label}]" >> beam.Create(shards)
-        | f"ReadRecords[{label}]" >> beam.ParDo(ReadShardRecords(source.name, source.data.split, skip))
-        .with_outputs(SKIPPED, main="records")
+        | f"ReadRecords[{label}]" >> beam.ParDo(ReadShardRecords(source.name, source.data.split, skip, lengths))
+        .with_outputs(SKIPPED, FAILURES, main="records")
     )
     outs = (
         records.records
         | f"Spread[{label}]" >> beam.Reshuffle()
         | f"Standardize[{label}]" >> beam.ParDo(DecodeAndStandardize(source)).with_outputs(FAILURES, main="episodes")
     )
-    return outs.episodes, outs[FAILURES], records[SKIPPED]
+    failures = (records[FAILURES], outs[FAILURES]) | f"ReadFailures[{label}]" >> beam.Flatten()
+    return outs.episodes, failures, records[SKIPPED]
 
 
 class ReadLeRobotEpisode(beam.DoFn):
@@ -218,15 +237,104 @@ class TooManyFailures(ArmdataError):
     pass
 
 
-def check_failure_fraction(n_failed: int, n_total: int, max_fraction: float, what: str = "episodes") -> None:
-    """Fail the job only past a configurable fraction of bad records (the rest are in failures.jsonl)."""
+def check_failure_fraction(n_failed: int, n_total: int, max_fraction: float, what: str = "episodes",
+                           failures_file: str = "failures.jsonl") -> None:
+    """Fail the job only past a configurable fraction of bad records (the rest are in the failures file)."""
     if n_total and n_failed / n_total > max_fraction:
         raise TooManyFailures(
-            f"{n_failed} of {n_total} {what} failed ({n_failed / n_total:.1%} > the allowed {max_fraction:.1%}); "
-            f"see failures.jsonl"
+            f"{n_failed} of {n_total} {what} failed ({n_failed / n_total:.1%} > the allowed {max_fraction:.1%}, "
+            f"--max-failure-fraction); see {failures_file}"
         )
     if n_failed:
-        logger.warning("%d of %d %s failed; they are listed in failures.jsonl", n_failed, n_total, what)
+        logger.warning("%d of %d %s failed; they are listed in %s", n_failed, n_total, what, failures_file)
+
+
+class FailureBudget:
+    """The one failure budget of a job, checked as dead letters are made, so a job over all-bad data stops after
+    a handful of episodes instead of after hours.
+
+    Each worker process counts the episodes it has dead-lettered; the global count is at least that, so once one
+    process has seen more than ``max_fraction * total`` the job can no longer pass and stops there. A fatal dead
+    letter (a ``fail`` policy in a source file's checks) stops it at once. Before raising, the worker writes
+    ``stop_file`` (the reason and the dead letters it saw) so the launching process can name the reason in one
+    line and keep the dead letters, whatever the runner did with the exception.
+    """
+
+    _counts: dict[str, list] = {}  # token -> dead letters seen in this process
+    _lock = threading.Lock()
+
+    def __init__(self, total: int, max_fraction: float, stop_file: str, failures_file: str = "failures.jsonl"):
+        self.total = int(total)
+        self.max_fraction = float(max_fraction)
+        self.stop_file = stop_file
+        self.failures_file = failures_file
+        self.token = uuid.uuid4().hex
+
+    @property
+    def allowed(self) -> int:
+        """The most failed episodes the job may have and still pass."""
+        return int(math.floor(self.max_fraction * self.total + 1e-9))
+
+    def charge(self, dead_letter: dict) -> dict:
+        """Count one dead letter (pass-through, for ``beam.Map``); raises TooManyFailures past the budget."""
+        with self._lock:
+            seen = self._counts.setdefault(self.token, [])
+            seen.append(dead_letter)
+            n = sum(1 for d in seen if d.get("episode") is not None)
+        reason = None
+        if dead_letter.get("fatal"):
+            reason = (f"stopped: {RecordError.from_dict(dead_letter)} - the source file's checks say this stops "
+                      f"the job")
+        elif n > self.allowed and self.max_fraction < 1.0:
+            reason = (f"stopped early: {n} of {self.total} episodes failed so far, more than the allowed "
+                      f"{self.max_fraction:.1%} (--max-failure-fraction); the last: {RecordError.from_dict(dead_letter)}")
+        if reason:
+            body = json.dumps({"reason": reason, "failures": seen[:1000]}).encode()
+            from armdata.pipeline import fs
+
+            try:
+                fs.write_bytes(self.stop_file, body)
+            except Exception:  # the reason still travels in the exception
+                logger.exception("could not write %s", self.stop_file)
+            raise TooManyFailures(reason)
+        return dead_letter
+
+    def stopped(self) -> tuple[str, list[dict]] | None:
+        """(reason, dead letters) when a worker stopped the job, read in the launching process."""
+        from armdata.pipeline import fs
+
+        if not fs.exists(self.stop_file):
+            return None
+        d = json.loads(fs.read_bytes(self.stop_file))
+        return d["reason"], d.get("failures", [])
+
+    def clear(self) -> None:
+        from armdata.pipeline import fs
+
+        if fs.exists(self.stop_file):
+            fs.delete([self.stop_file])
+
+
+def run_with_budget(p: beam.Pipeline, budget: FailureBudget, failures_path: str):
+    """Run a pipeline; when its failure budget stopped it, write the dead letters seen to ``failures_path`` and
+    raise one TooManyFailures line (not the runner's traceback)."""
+    budget.clear()
+    try:
+        result = p.run()
+        result.wait_until_finish()
+    except Exception as e:
+        stopped = budget.stopped()
+        if stopped is None:
+            if "TooManyFailures" in f"{type(e).__name__}: {e}":  # a runner that lost the stop file
+                raise TooManyFailures(str(e).split("TooManyFailures:")[-1].strip().splitlines()[0]) from None
+            raise
+        reason, seen = stopped
+        from armdata.pipeline import fs
+
+        fs.write_bytes(failures_path, "".join(json.dumps(d, sort_keys=True) + "\n" for d in seen).encode())
+        budget.clear()
+        raise TooManyFailures(f"{reason}; dead letters so far in {failures_path}") from None
+    return result
 
 
 def counter_value(result, name: str) -> int:

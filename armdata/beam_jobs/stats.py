@@ -27,7 +27,14 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.pvalue import TaggedOutput
 
-from armdata.beam_jobs.common import FAILURES, METRICS_NAMESPACE, check_failure_fraction, make_pipeline
+from armdata.beam_jobs.common import (
+    FAILURES,
+    METRICS_NAMESPACE,
+    FailureBudget,
+    check_failure_fraction,
+    make_pipeline,
+    run_with_budget,
+)
 from armdata.pipeline import fs
 from armdata.pipeline.statistics.actions import (
     DEFAULT_EXACT_LIMIT,
@@ -186,8 +193,9 @@ def _read_text_outputs(prefix: str) -> list[str]:
 
 
 def _run_statistics_job(sources: list[SourceConfig], keys: dict[str, str], settings: StatsSettings,
-                        beam_args: list[str], work_dir: str) -> tuple[dict[str, dict], list[dict]]:
-    """One Beam pipeline over all `sources`: (name -> entry, dead letters)."""
+                        beam_args: list[str], work_dir: str, budget: FailureBudget,
+                        failures_path: str) -> tuple[dict[str, dict], list[dict]]:
+    """One Beam pipeline over all `sources`: (name -> entry, dead letters). Stops once `budget` is spent."""
     from armdata.beam_jobs.common import read_standard_episodes
 
     stats_prefix = fs.join(work_dir, "statistics")
@@ -208,11 +216,11 @@ def _run_statistics_job(sources: list[SourceConfig], keys: dict[str, str], setti
     (
         (*failure_pcolls, out["failures"])
         | "AllFailures" >> beam.Flatten()
+        | "FailureBudget" >> beam.Map(budget.charge)
         | "FailureToJson" >> beam.Map(lambda d: json.dumps(d, sort_keys=True))
         | "WriteFailures" >> beam.io.WriteToText(fail_prefix, file_name_suffix=".jsonl")
     )
-    result = p.run()
-    result.wait_until_finish()
+    run_with_budget(p, budget, failures_path)
     entries = {}
     for line in _read_text_outputs(stats_prefix):
         rec = json.loads(line)
@@ -249,6 +257,15 @@ def statistics_for(
         raise StatisticsError(f"sources named twice: {', '.join(dupes)}")
     if not sources:
         raise StatisticsError("no sources given")
+    from armdata.pipeline.output.lock import OutputLock
+
+    with OutputLock(out_dir):
+        return _statistics_locked(sources, names, out_dir, beam_args, settings, cache_dir, use_cache,
+                                  max_failure_fraction, failures_file)
+
+
+def _statistics_locked(sources, names, out_dir, beam_args, settings, cache_dir, use_cache, max_failure_fraction,
+                       failures_file) -> dict:
     cache_dir = cache_dir or default_cache_dir()
     fs.makedirs(out_dir)
     keys = {s.name: source_cache_key(s, settings) for s in sources}
@@ -272,8 +289,13 @@ def statistics_for(
         # Beam's text outputs go to a scratch folder in the output (workers on a cluster can reach it).
         work_dir = fs.join(out_dir, f".stats-{uuid.uuid4().hex[:12]}")
         fs.makedirs(work_dir)
+        from armdata.pipeline.sources.rlds import episode_keys
+
+        total = sum(len(episode_keys(s)) for s in todo)
+        budget = FailureBudget(total, max_failure_fraction, fs.join(work_dir, "stopped.json"), failures_file)
         try:
-            fresh, fresh_failures = _run_statistics_job(todo, keys, settings, beam_args, work_dir)
+            fresh, fresh_failures = _run_statistics_job(todo, keys, settings, beam_args, work_dir, budget,
+                                                        fs.join(out_dir, failures_file))
         finally:
             fs.delete(fs.glob(fs.join(work_dir, "*")))
             if not fs.is_remote(work_dir):
@@ -289,7 +311,7 @@ def statistics_for(
     for s in todo:
         n_bad = sum(1 for d in failures.get(s.name, []) if d.get("episode") is not None)
         n_ok = entries.get(s.name, {}).get("num_trajectories", 0)
-        check_failure_fraction(n_bad, n_bad + n_ok, max_failure_fraction, f"episodes of {s.name}")
+        check_failure_fraction(n_bad, n_bad + n_ok, max_failure_fraction, f"episodes of {s.name}", failures_file)
     missing = [n for n in names if n not in entries]
     if missing:
         dataset_level = [d["message"] for d in all_failures

@@ -30,7 +30,8 @@ class SourceFileError(ArmdataError):
 class RecordError(ArmdataError):
     """One bad record: which source, episode, step and field, what kind of failure, and a message.
 
-    `step` is None when the failure concerns the whole episode (0 steps, unreadable record).
+    `step` is None when the failure concerns the whole episode (0 steps, unreadable record). `fatal` marks a
+    record the source file says must stop the job (a ``fail`` policy in its ``checks``).
     """
 
     source: str
@@ -39,6 +40,7 @@ class RecordError(ArmdataError):
     field: str
     kind: str
     message: str
+    fatal: bool = False
 
     def __post_init__(self) -> None:
         super().__init__(str(self))
@@ -51,7 +53,7 @@ class RecordError(ArmdataError):
 
     def to_dict(self) -> dict:
         """The dead-letter record (JSON-serialisable)."""
-        return {
+        d = {
             "source": self.source,
             "episode": self.episode,
             "step": self.step,
@@ -59,7 +61,11 @@ class RecordError(ArmdataError):
             "kind": self.kind,
             "message": self.message,
         }
+        if self.fatal:
+            d["fatal"] = True
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "RecordError":
-        return cls(d["source"], d.get("episode"), d.get("step"), d["field"], d["kind"], d["message"])
+        return cls(d["source"], d.get("episode"), d.get("step"), d["field"], d["kind"], d["message"],
+                   bool(d.get("fatal", False)))

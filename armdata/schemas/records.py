@@ -77,6 +77,8 @@ class StandardEpisode:
     depth_camera:   float32 [T, H, W] depth in metres from a depth camera, or None
     metadata:       episode metadata (flattened), passed through for audits and ground truth
     source_episode_id: the episode's id in the source data (see ``Episode``); ``source_id`` never empty
+    flags:          episode-level flags every sample of it carries (``empty_instruction``, ``constant_camera``
+                    where the source's checks say keep-with-flag)
     """
 
     source: str
@@ -93,6 +95,7 @@ class StandardEpisode:
     control_hz: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     source_episode_id: str = ""
+    flags: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_key(self.episode_key, "episode key")

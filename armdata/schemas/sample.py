@@ -50,6 +50,8 @@ FLAG_NO_TRACE = "no_trace"  # no valid future end-effector point: the step has n
 FLAG_NO_POINT = "no_point"  # the end effector was not found in this frame
 FLAG_DISAGREE = "pointer_tracker_disagree"  # pointer and tracker disagree by more than the threshold
 FLAG_ACTION_CLIPPED = "action_clipped"  # a normalized action value was clipped at +-1
+FLAG_EMPTY_INSTRUCTION = "empty_instruction"  # the episode's instruction is empty or a placeholder (kept by policy)
+FLAG_CONSTANT_CAMERA = "constant_camera"  # a used camera shows one colour in every frame (kept by policy)
 
 INDEX_COLUMNS = ("key", "shard", "source", "episode", "source_episode_id", "step", "instruction", "flags")
 
@@ -137,6 +139,9 @@ class ShardManifest:
     keys: list[str]
     episodes: list[str]  # "{source}__{episode}"
     config_hash: str
+    # key -> member extension -> sha256 of its bytes, so a damaged byte is named by sample and member
+    # (empty in manifests written before armdata recorded it).
+    members: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, indent=1)

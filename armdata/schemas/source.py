@@ -31,6 +31,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def check_key_part(v: str, what: str) -> str:
+    """Source and split names are parts of sample keys ``{source}__{split}-{shard}-{record}__{step}``: letters,
+    digits, '_' and '-', never '__' (the separator: a source ``r`` with split ``s__x`` and a source ``r__s`` with
+    split ``x`` would give the same keys) and never a dot (WebDataset splits member names at the first dot)."""
+    if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z0-9_\-]+", v):
+        raise ValueError(f"{what} {v!r} may hold letters, digits, '_' and '-' only (it is part of sample keys)")
+    if "__" in v or v.startswith("_") or v.endswith("_"):
+        raise ValueError(f"{what} {v!r} may not hold '__' or start or end with '_' ('__' separates the parts of "
+                         "sample keys)")
+    return v
+
+
 class DataLocation(_Strict):
     dir: str = Field(description="TFDS builder directory: local path (relative to this file), gs://, s3://, or builtin:sample; "
                      "for format lerobot, a local LeRobot dataset folder (the one holding meta/info.json)")
@@ -38,6 +50,11 @@ class DataLocation(_Strict):
     format: Literal["rlds", "lerobot"] = Field(
         default="rlds", description="rlds: a TFDS builder dir; lerobot: a LeRobot v2.1 or v3.0 dataset folder, whose "
         "feature names (observation.images.front, observation.state, action, task_index) are the field paths")
+
+    @field_validator("split")
+    @classmethod
+    def _split_is_key(cls, v: str) -> str:
+        return check_key_part(v, "split")
 
 
 class Cameras(_Strict):
@@ -139,6 +156,34 @@ class LocatorHint(_Strict):
         return self
 
 
+Policy = Literal["skip", "keep-with-flag", "fail"]
+
+# Instructions that say nothing (compared after cleaning and lower-casing).
+DEFAULT_PLACEHOLDER_INSTRUCTIONS = (
+    "", "none", "null", "nil", "n/a", "na", "nan", "todo", "tbd", "placeholder", "instruction", "task",
+    "language instruction", "no instruction", "empty", "-", ".", "...", "?",
+)
+
+
+class Checks(_Strict):
+    """What happens to an episode that reads fine but would teach nothing.
+
+    skip: the episode is a dead letter (named, counted in the failure budget) and writes no samples (default).
+    keep-with-flag: its samples are written, each carrying the flag (``empty_instruction``, ``constant_camera``).
+    fail: the job stops at the first such episode, naming it.
+    """
+
+    empty_instruction: Policy = Field("skip", description="an instruction that is empty or a placeholder")
+    placeholder_instructions: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_PLACEHOLDER_INSTRUCTIONS),
+        description="texts that count as no instruction (compared lower-cased, whitespace collapsed)",
+    )
+    constant_camera: Policy = Field(
+        "skip", description="a used camera (primary, extra, wrist) whose every frame is one colour (black, grey)"
+    )
+    constant_tolerance: int = Field(4, description="a frame is one colour when max - min of its pixels <= this")
+
+
 class SourceConfig(_Strict):
     """One robot source. `name` becomes the dataset key in dataset_statistics.json and the sample key prefix."""
 
@@ -152,6 +197,7 @@ class SourceConfig(_Strict):
     control_hz: float | None = None
     calibration: Calibration | None = None
     locator_hint: LocatorHint | None = None
+    checks: Checks = Field(default_factory=Checks, description="empty instructions, one-colour cameras")
     unconfirmed: list[str] = Field(default_factory=list, description="settings not confirmed against real data")
     # Where the file was loaded from; relative data paths resolve against its folder.
     origin: str | None = Field(default=None, exclude=True)
@@ -159,9 +205,7 @@ class SourceConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _name_is_key(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9_\-]+", v):
-            raise ValueError("name may hold letters, digits, '_' and '-' only (it is part of sample keys)")
-        return v
+        return check_key_part(v, "name")
 
     def data_dir(self) -> str:
         """The data location, relative paths resolved against the source file's folder."""

@@ -39,6 +39,7 @@ from armdata.annotators.trace import build_traces, to_uv255, trace_text
 from armdata.pipeline.output import reader as rd
 from armdata.schemas.sample import (
     DEPTH_CODEBOOK,
+    FLAG_EMPTY_INSTRUCTION,
     FLAG_NO_POINT,
     FLAG_NO_TRACE,
     INDEX_COLUMNS,
@@ -220,7 +221,8 @@ def _check_identity(ann: SampleAnnotation, shard: str | None, key: str | None) -
     if not (len(ann.image_size) == 2 and all(_is_int(x) and x > 0 for x in ann.image_size)):
         out.append(Failure(shard, key, "image_size", "bad_value", f"image_size {ann.image_size!r}"))
     if not isinstance(ann.instruction, str) or not ann.instruction.strip():
-        out.append(Failure(shard, key, "instruction", "missing", "empty instruction"))
+        if FLAG_EMPTY_INSTRUCTION not in (ann.flags or []):  # kept on purpose by the source's checks
+            out.append(Failure(shard, key, "instruction", "missing", "empty instruction"))
     return out
 
 
@@ -585,6 +587,33 @@ def load_context(out_dir: str | Path, report: CheckReport, load_tokenizer: bool 
     )
 
 
+def _manifest_member_digests(path: Path) -> dict[str, dict[str, str]]:
+    """The manifest's per-member sha256s ({} when absent, unreadable or written before they were recorded)."""
+    try:
+        return dict(ShardManifest.from_json(rd.manifest_path(path).read_text(encoding="utf-8")).members or {})
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def _check_member_digests(shard: str, key: str, members: dict[str, bytes], digests: dict) -> list[Failure]:
+    """Each member's bytes against the manifest: a flipped byte is named by sample and member."""
+    want = digests.get(key)
+    if not digests or want is None:
+        return []  # no digests recorded, or a key the manifest lacks (reported by the keys check)
+    out: list[Failure] = []
+    for ext in sorted(set(want) | set(members)):
+        if ext not in members:
+            out.append(Failure(shard, key, ext, "missing", "member listed in the manifest is absent"))
+        elif ext not in want:
+            out.append(Failure(shard, key, ext, "unexpected", "member not listed in the manifest"))
+        else:
+            got = hashlib.sha256(members[ext]).hexdigest()
+            if got != want[ext]:
+                out.append(Failure(shard, key, ext, "sha256_mismatch",
+                                   f"member bytes changed: manifest {want[ext][:16]}..., shard {got[:16]}..."))
+    return out
+
+
 def _check_shard(
     path: Path, ctx: CheckContext, report: CheckReport, seen: list[_Seen], config_hash: str | None
 ) -> None:
@@ -592,9 +621,11 @@ def _check_shard(
     fails = report.failures
     keys: list[str] = []
     episodes: set[str] = set()
+    digests = _manifest_member_digests(path)
     try:
         for key, members in rd.iter_shard(path):
             keys.append(key)
+            fails.extend(_check_member_digests(name, key, members, digests))
             ann, f = parse_annotation(members, name, key)
             fails.extend(f)
             if ann is None:

@@ -90,11 +90,44 @@ def episode_key(split: str, shard_path: str, index: int) -> str:
 
 
 def iter_records(shard_path: str) -> Iterator[tuple[int, bytes]]:
-    """(index within the shard, serialized example) for every record of one TFRecord shard."""
+    """(index within the shard, serialized example) for every record of one TFRecord shard.
+
+    A shard cut short or corrupt raises (tf's DataLossError) after the records before the damage; jobs use
+    :func:`iter_records_or_errors`, which keeps those records and names every episode lost."""
     import tensorflow as tf
 
     for i, rec in enumerate(tf.data.TFRecordDataset(shard_path).as_numpy_iterator()):
         yield i, rec
+
+
+def shard_lengths(source: SourceConfig, builder=None) -> dict[str, int]:
+    """Shard path -> number of records the data's dataset_info says it holds."""
+    builder = builder or open_builder(source)
+    split = builder.info.splits[source.data.split]
+    return {str(p): int(n) for p, n in zip(split.filepaths, split.shard_lengths)}
+
+
+def iter_records_or_errors(
+    source_name: str, split: str, shard_path: str, expected: int | None = None
+) -> Iterator[tuple[int, bytes | RecordError]]:
+    """As iter_records, but a shard cut short (or corrupt past some point) does not cost the others: the records
+    before the damage are yielded, then one RecordError per episode the dataset_info says the rest of the shard
+    held (at least one), each naming its episode key."""
+    i = 0
+    try:
+        for i, rec in iter_records(shard_path):
+            yield i, rec
+            i += 1
+    except Exception as e:  # tf raises DataLossError (truncated or corrupt record); nothing past it is readable
+        msg = str(e).split("[Op:")[0].strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        lost = range(i, max(i + 1, expected or 0))
+        logger.warning("shard %s is damaged at record %d: %d episode(s) lost", shard_path, i, len(lost))
+        for j in lost:
+            yield j, RecordError(
+                source_name, episode_key(split, shard_path, j), None, "record", "truncated_shard",
+                f"shard {shard_path.rsplit('/', 1)[-1]} is cut short or corrupt at record {i} "
+                f"({type(e).__name__}: {msg}); this record is past the damage",
+            )
 
 
 def flatten_features(features, prefix: str = "") -> dict[str, Any]:
@@ -236,51 +269,83 @@ class EpisodeDecoder:
 
     @cached_property
     def _decoders(self) -> dict | None:
-        """Leave the images of cameras the source does not name undecoded (Bridge's padded image_3, say)."""
-        src = self.source
-        keep = {src.cameras.primary, *src.cameras.extra, src.cameras.wrist, src.cameras.depth} - {None}
-        dec = _skip_images(self.features, keep)
+        """tfds leaves every image encoded: tfds decodes lazily, when a step is indexed, outside any guard, and a
+        corrupt image then surfaces as an unnamed error. armdata decodes the cameras the source names itself, one
+        step at a time (:meth:`_decode_image`), so a bad image names its step and camera; the images of cameras the
+        source does not name are never decoded (Bridge's padded image_3, say)."""
+        dec = _skip_images(self.features, set())
         return dec or None
 
     @cached_property
-    def _image_paths(self) -> set[str]:
+    def _image_features(self) -> dict[str, Any]:
         import tensorflow_datasets as tfds
 
         return {
-            k[len("steps/"):]
+            k[len("steps/"):]: f
             for k, f in flatten_features(self.features).items()
             if k.startswith("steps/") and isinstance(f, tfds.features.Image)
         }
 
+    @property
+    def _image_paths(self) -> set[str]:
+        return set(self._image_features)
+
+    def _decode_image(self, key: str, t: int, path: str, data) -> np.ndarray:
+        """One stored image -> array, through tfds's own decoder; a truncated or corrupt one is a RecordError
+        naming the step and the camera (OpenCV would otherwise return a grey-filled partial image)."""
+        if not isinstance(data, (bytes, np.bytes_)):
+            return np.asarray(data)
+        data = bytes(data)
+        problem = image_integrity_problem(data)
+        if problem is None:
+            try:
+                arr = self._image_features[path].decode_example_np(data)
+            except Exception as e:  # cv2 returns None for undecodable bytes, then tfds fails on it
+                problem = f"cannot be decoded ({type(e).__name__}: {e})"
+            else:
+                if arr is None or getattr(arr, "size", 0) == 0:
+                    problem = "cannot be decoded (empty result)"
+        if problem is not None:
+            raise RecordError(self.source.name, key, t, path, "corrupt_image", f"image of {len(data)} bytes {problem}")
+        return arr
+
     def decode(self, record: bytes, shard_path: str, index: int) -> Episode:
-        """One serialized example -> Episode. Raises RecordError naming the source, episode and field."""
+        """One serialized example -> Episode. Raises RecordError naming the source, episode, step and field."""
         src = self.source
         key = episode_key(src.data.split, shard_path, index)
         features = self.features  # opens the data and checks the source file: a typo is one SourceFileError
         try:
             ex = features.deserialize_example_np(record, decoders=self._decoders)
         except Exception as e:
-            raise RecordError(src.name, key, None, "record", "unreadable_record", f"{type(e).__name__}: {e}") from None
+            raise record_error(src.name, key, e) from None
         steps = ex["steps"]
         n = len(steps)
         if n == 0:
             raise RecordError(src.name, key, None, "steps", "empty_episode", "the episode has 0 steps")
-        step_list = [steps[i] for i in range(n)]
+        step_list = []
+        for t in range(n):
+            try:
+                step_list.append(steps[t])
+            except Exception as e:  # tfds decodes each step when it is indexed
+                raise record_error(src.name, key, e, step=t) from None
         metadata = _flatten_dict(ex.get("episode_metadata", {}) or {})
+        images = self._image_paths
 
         def stacked(path: str, step_index_field: str) -> np.ndarray:
             vals = []
             for t, s in enumerate(step_list):
                 try:
-                    vals.append(np.asarray(get_path(s, path)))
+                    v = get_path(s, path)
                 except KeyError:
                     raise RecordError(src.name, key, t, path, "missing_field", "field missing in this step") from None
+                vals.append(self._decode_image(key, t, path, v) if path in images else np.asarray(v))
             try:
                 return np.stack(vals)
             except ValueError as e:
                 shapes = sorted({v.shape for v in vals})
+                t = next(i for i, v in enumerate(vals) if v.shape != vals[0].shape)
                 raise RecordError(
-                    src.name, key, None, path, "ragged_field", f"steps disagree in shape {shapes}: {e}"
+                    src.name, key, t, path, "ragged_field", f"steps disagree in shape {shapes}: {e}"
                 ) from None
 
         def field_group(paths: list[str]) -> dict[str, np.ndarray]:
@@ -309,7 +374,8 @@ class EpisodeDecoder:
                     src.name, key, None, cam, "bad_image", f"expected uint8 [T,H,W,3], got {arr.dtype} {arr.shape}"
                 )
             frames[cam] = arr
-        jpeg = self._encoded_images(record, [c for c in cams if c in self._image_paths], n, key)
+        # The stored (encoded) bytes of each camera's frames, for pass-through without re-encoding.
+        jpeg = {cam: [bytes(get_path(s, cam)) for s in step_list] for cam in cams if cam in images}
 
         action_paths = sorted({seg.path for seg in src.action.arm} | {src.action.gripper.path})
         state_paths = list(src.state.keys)
@@ -339,20 +405,33 @@ class EpisodeDecoder:
             source_episode_id=source_episode_id(metadata),
         )
 
-    def _encoded_images(self, record: bytes, cams: list[str], n: int, key: str) -> dict[str, list[bytes]]:
-        """The stored (encoded) bytes of each camera's frames, read from the example without decoding."""
-        if not cams:
-            return {}
-        import tensorflow as tf
 
-        ex = tf.train.Example.FromString(record)
-        out: dict[str, list[bytes]] = {}
-        for cam in cams:
-            feat = ex.features.feature.get(f"steps/{cam}")
-            if feat is None or len(feat.bytes_list.value) != n:
-                continue  # stored some other way (e.g. raw tensor): frames are re-encoded when written
-            out[cam] = list(feat.bytes_list.value)
-        return out
+_JPEG_SOI, _JPEG_EOI = b"\xff\xd8", b"\xff\xd9"
+_PNG_SIG, _PNG_IEND = b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"
+_MISSING_FEATURE = re.compile(r"Feature: (\S+?) \(data type")
+
+
+def image_integrity_problem(data: bytes) -> str | None:
+    """Why stored image bytes are not a whole image, or None. A JPEG must end in its end-of-image marker and a PNG
+    in its IEND chunk (trailing zero padding allowed): decoders fill a cut-short image with grey and say nothing."""
+    if not data:
+        return "is empty"
+    body = data.rstrip(b"\x00")
+    if data[:2] == _JPEG_SOI and not body.endswith(_JPEG_EOI):
+        return "is a truncated JPEG (no end-of-image marker)"
+    if data[:8] == _PNG_SIG and not body.endswith(_PNG_IEND):
+        return "is a truncated PNG (no IEND chunk)"
+    return None
+
+
+def record_error(source: str, key: str, e: Exception, step: int | None = None) -> RecordError:
+    """A record or step tfds cannot parse, naming the feature where tf's message does (a key missing from a
+    record: ``Feature: steps/action (data type: float) is required but could not be found``)."""
+    text = f"{type(e).__name__}: {e}".split("[Op:")[0].strip()
+    m = _MISSING_FEATURE.search(text)
+    if m:
+        return RecordError(source, key, step, m.group(1), "missing_field", text)
+    return RecordError(source, key, step, "record" if step is None else "steps", "unreadable_record", text)
 
 
 def read_episodes(source: SourceConfig, limit: int | None = None) -> Iterator[Episode]:
@@ -368,12 +447,16 @@ def read_episodes(source: SourceConfig, limit: int | None = None) -> Iterator[Ep
 
 def read_episodes_or_errors(source: SourceConfig, limit: int | None = None) -> Iterator[Episode | RecordError]:
     decoder = EpisodeDecoder(source)
+    lengths = shard_lengths(source, decoder.builder)
     count = 0
     for shard in shard_paths(source, decoder.builder):
-        for i, rec in iter_records(shard):
+        for i, rec in iter_records_or_errors(source.name, source.data.split, shard, lengths.get(shard)):
             if limit is not None and count >= limit:
                 return
             count += 1
+            if isinstance(rec, RecordError):
+                yield rec
+                continue
             try:
                 yield decoder.decode(rec, shard, i)
             except RecordError as e:

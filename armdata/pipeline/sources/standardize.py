@@ -118,14 +118,10 @@ def standardize(ep: Episode, source: SourceConfig) -> StandardEpisode:
             ep.source, ep.episode_key, None, g.path, "wrong_width",
             f"action.gripper: field has width {graw.shape[1]}; give an index",
         )
+    # Checked on the raw values, before the gripper is clipped into [0, 1] (a -inf would become a valid "closed").
+    _check_finite(ep, np.concatenate([arm, graw[:, :1]], axis=1), "raw ")
     actions = np.concatenate([arm, gripper_to_open(graw[:, 0], g)[:, None]], axis=1)
-    bad = ~np.isfinite(actions)
-    if bad.any():
-        t, d = (int(x) for x in np.argwhere(bad)[0])
-        raise RecordError(
-            ep.source, ep.episode_key, t, _canonical_field(source, d), "non_finite_action",
-            f"action dimension {d} is {actions[t, d]} ({int(bad.sum())} non-finite values in the episode)",
-        )
+    _check_finite(ep, actions, "")
 
     primary = ep.frames[source.cameras.primary]
     if primary.shape[0] != n:
@@ -142,6 +138,7 @@ def standardize(ep: Episode, source: SourceConfig) -> StandardEpisode:
     instruction = clean_instruction(ep.instruction)
     if source.instruction.lowercase:
         instruction = instruction.lower()
+    flags = _quality_flags(ep, source, instruction)
 
     proprio = None
     if source.state.keys:
@@ -173,10 +170,65 @@ def standardize(ep: Episode, source: SourceConfig) -> StandardEpisode:
         control_hz=source.control_hz,
         metadata=ep.metadata,
         source_episode_id=ep.source_episode_id,
+        flags=flags,
     )
 
 
-def _canonical_field(source: SourceConfig, dim: int) -> str:
+def _check_finite(ep: Episode, actions: np.ndarray, what: str) -> None:
+    bad = ~np.isfinite(actions)
+    if bad.any():
+        t, d = (int(x) for x in np.argwhere(bad)[0])
+        dims = sorted({int(x) for x in np.argwhere(bad)[:, 1]})
+        raise RecordError(
+            ep.source, ep.episode_key, t, _canonical_field(d), "non_finite_action",
+            f"{what}action dimension {d} ({_canonical_field(d)}) is {actions[t, d]} ({int(bad.sum())} non-finite "
+            f"values in the episode, dimensions {dims})",
+        )
+
+
+def is_placeholder_instruction(text: str, source: SourceConfig) -> bool:
+    """Empty, or one of the source's placeholder texts (lower-cased, whitespace collapsed)."""
+    t = clean_instruction(text).lower()
+    return not t or t in {clean_instruction(p).lower() for p in source.checks.placeholder_instructions}
+
+
+def constant_camera(frames: np.ndarray, tolerance: int) -> bool:
+    """True when every frame [T, H, W, C] is one colour (max - min of its pixels <= tolerance)."""
+    if frames.size == 0:
+        return False
+    f = frames.reshape(frames.shape[0], -1)
+    return bool(((f.max(axis=1).astype(np.int64) - f.min(axis=1)) <= tolerance).all())
+
+
+def _quality_flags(ep: Episode, source: SourceConfig, instruction: str) -> tuple[str, ...]:
+    """Empty or placeholder instruction, one-colour used cameras: a dead letter (skip), a flag (keep-with-flag) or
+    a fatal dead letter (fail), per the source file's ``checks``."""
+    from armdata.schemas.sample import FLAG_CONSTANT_CAMERA, FLAG_EMPTY_INSTRUCTION
+
+    checks = source.checks
+    found: list[tuple[str, str, str, str]] = []  # (policy, flag, field, message)
+    if is_placeholder_instruction(instruction, source):
+        found.append((checks.empty_instruction, FLAG_EMPTY_INSTRUCTION, source.instruction.path,
+                      f"empty instruction or a placeholder: {instruction!r}"))
+    cams = [source.cameras.primary, *source.cameras.extra] + ([source.cameras.wrist] if source.cameras.wrist else [])
+    for cam in cams:
+        frames = ep.frames.get(cam)
+        if frames is not None and constant_camera(frames, checks.constant_tolerance):
+            value = frames.reshape(-1, frames.shape[-1])[0].tolist()
+            found.append((checks.constant_camera, FLAG_CONSTANT_CAMERA, cam,
+                          f"camera shows one colour {value} in all {frames.shape[0]} frames"))
+    flags: list[str] = []
+    for policy, flag, field, message in found:
+        if policy == "keep-with-flag":
+            flags.append(flag)
+            continue
+        setting = "empty_instruction" if flag == FLAG_EMPTY_INSTRUCTION else "constant_camera"
+        raise RecordError(ep.source, ep.episode_key, None, field, flag,
+                          f"{message} (checks.{setting}: {policy})", fatal=policy == "fail")
+    return tuple(sorted(set(flags)))
+
+
+def _canonical_field(dim: int) -> str:
     from armdata.schemas.source import CANONICAL_ACTION
 
     return f"action[{dim}:{CANONICAL_ACTION[dim]}]"

@@ -288,6 +288,7 @@ class SampleStage:
         for t in range(ep.num_steps):
             key = sample_key(ep.source, ep.episode_key, t)
             flags = list(pts.flags[t]) if pts.flags is not None else []
+            flags.extend(ep.flags)  # episode-level: an instruction or camera the source's checks keep with a flag
             if not visible[t] and FLAG_NO_POINT not in flags:
                 flags.append(FLAG_NO_POINT)
             trace = traces[t]

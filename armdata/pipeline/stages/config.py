@@ -85,12 +85,23 @@ def _set_path(d: dict, dotted: str, value) -> None:
     cur[parts[-1]] = value
 
 
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split())
+
+
 def load_config(path: str | None = None, overrides: list[str] | None = None, **flags) -> AnnotateConfig:
     """File, then ``flags`` (dotted names -> values, None ignored), then ``--set a.b=value`` overrides."""
     raw: dict = {}
     if path:
-        with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f) or {}
+        try:
+            with open(path, encoding="utf-8") as f:
+                raw = yaml.safe_load(f) or {}
+        except OSError as e:
+            raise ArmdataError(f"annotate config {path}: cannot read it ({e.strerror or e})") from None
+        except yaml.YAMLError as e:  # also object tags (!!python/object): safe_load refuses them
+            raise ArmdataError(f"annotate config {path}: not valid YAML: {_one_line(e)}") from None
+        if not isinstance(raw, dict):
+            raise ArmdataError(f"annotate config {path}: the top level must be a mapping of sections")
     for dotted, value in flags.items():
         if value is not None:
             _set_path(raw, dotted, value)
@@ -98,7 +109,14 @@ def load_config(path: str | None = None, overrides: list[str] | None = None, **f
         if "=" not in item:
             raise ArmdataError(f"--set {item!r}: expected section.field=value")
         k, v = item.split("=", 1)
-        _set_path(raw, k.strip(), yaml.safe_load(v))
+        try:
+            value = yaml.safe_load(v)
+        except yaml.YAMLError as e:
+            raise ArmdataError(f"--set {item!r}: the value is not valid YAML: {_one_line(e)}") from None
+        try:
+            _set_path(raw, k.strip(), value)
+        except (AttributeError, TypeError):
+            raise ArmdataError(f"--set {item!r}: {k.strip()} is not inside a section") from None
     try:
         return AnnotateConfig.model_validate(raw)
     except ValidationError as e:
