@@ -248,7 +248,8 @@ def statistics_for(
 
     Returns the whole file's content (``{name: entry}``). Writes the dead letters of every source (cached ones
     included) to ``out_dir/failures_file``. Raises StatisticsError when a dataset has fewer than 2 valid
-    transitions, and TooManyFailures past `max_failure_fraction` of bad episodes (per source); in both cases
+    transitions, and TooManyFailures past `max_failure_fraction` of bad episodes (over all sources computed, as
+    it runs: see FailureBudget); in both cases
     nothing is cached and the failures file is still written.
     """
     names = [s.name for s in sources]
@@ -308,10 +309,12 @@ def _statistics_locked(sources, names, out_dir, beam_args, settings, cache_dir, 
     all_failures += [d for name, fl in failures.items() if name not in names for d in fl]
     _write_failures_atomic(fs.join(out_dir, failures_file), all_failures)
 
-    for s in todo:
-        n_bad = sum(1 for d in failures.get(s.name, []) if d.get("episode") is not None)
-        n_ok = entries.get(s.name, {}).get("num_trajectories", 0)
-        check_failure_fraction(n_bad, n_bad + n_ok, max_failure_fraction, f"episodes of {s.name}", failures_file)
+    # One budget over every source computed here, as the annotate job counts it.
+    n_bad = sum(1 for s in todo for d in failures.get(s.name, []) if d.get("episode") is not None)
+    n_ok = sum(entries.get(s.name, {}).get("num_trajectories", 0) for s in todo)
+    if todo:
+        check_failure_fraction(n_bad, n_bad + n_ok, max_failure_fraction,
+                               f"episodes of {', '.join(s.name for s in todo)}", failures_file)
     missing = [n for n in names if n not in entries]
     if missing:
         dataset_level = [d["message"] for d in all_failures

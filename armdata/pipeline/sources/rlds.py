@@ -309,6 +309,16 @@ class EpisodeDecoder:
             raise RecordError(self.source.name, key, t, path, "corrupt_image", f"image of {len(data)} bytes {problem}")
         return arr
 
+    def _missing_keys(self, record: bytes) -> list[str]:
+        """Feature keys the spec has and this record lacks (tfds's numpy parser does not name them)."""
+        try:
+            import tensorflow as tf
+
+            present = set(tf.train.Example.FromString(record).features.feature.keys())
+        except Exception:  # not even a tf.train.Example
+            return []
+        return sorted(k for k in flatten_features(self.features) if k not in present)
+
     def decode(self, record: bytes, shard_path: str, index: int) -> Episode:
         """One serialized example -> Episode. Raises RecordError naming the source, episode, step and field."""
         src = self.source
@@ -317,7 +327,7 @@ class EpisodeDecoder:
         try:
             ex = features.deserialize_example_np(record, decoders=self._decoders)
         except Exception as e:
-            raise record_error(src.name, key, e) from None
+            raise record_error(src.name, key, e, missing=self._missing_keys(record)) from None
         steps = ex["steps"]
         n = len(steps)
         if n == 0:
@@ -409,6 +419,7 @@ class EpisodeDecoder:
 _JPEG_SOI, _JPEG_EOI = b"\xff\xd8", b"\xff\xd9"
 _PNG_SIG, _PNG_IEND = b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"
 _MISSING_FEATURE = re.compile(r"Feature: (\S+?) \(data type")
+_PARSING_FEATURE = re.compile(r"parsing feature (\S+?):")
 
 
 def image_integrity_problem(data: bytes) -> str | None:
@@ -424,13 +435,25 @@ def image_integrity_problem(data: bytes) -> str | None:
     return None
 
 
-def record_error(source: str, key: str, e: Exception, step: int | None = None) -> RecordError:
-    """A record or step tfds cannot parse, naming the feature where tf's message does (a key missing from a
-    record: ``Feature: steps/action (data type: float) is required but could not be found``)."""
+def _field_name(feature_key: str) -> str:
+    """``steps/action`` -> ``action`` (dead letters name step fields as source files do)."""
+    return feature_key[len("steps/"):] if feature_key.startswith("steps/") else feature_key
+
+
+def record_error(source: str, key: str, e: Exception, step: int | None = None,
+                 missing: list[str] | None = None) -> RecordError:
+    """A record or step tfds cannot parse, naming the feature: one the record lacks, or the one tf's message
+    names (``Error while parsing feature steps/action: cannot reshape ...``)."""
     text = f"{type(e).__name__}: {e}".split("[Op:")[0].strip()
+    if missing:
+        return RecordError(source, key, step, _field_name(missing[0]), "missing_field",
+                           f"the record has no {', '.join(missing)} (the data's features.json lists it): {text}")
     m = _MISSING_FEATURE.search(text)
     if m:
-        return RecordError(source, key, step, m.group(1), "missing_field", text)
+        return RecordError(source, key, step, _field_name(m.group(1)), "missing_field", text)
+    m = _PARSING_FEATURE.search(text)
+    if m:
+        return RecordError(source, key, step, _field_name(m.group(1)), "bad_field", text)
     return RecordError(source, key, step, "record" if step is None else "steps", "unreadable_record", text)
 
 
