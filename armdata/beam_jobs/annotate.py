@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 from apache_beam.pvalue import AsSingleton, TaggedOutput
+from apache_beam.transforms.window import GlobalWindows
 from apache_beam.utils.shared import Shared
 
 from armdata import __version__
@@ -32,6 +33,7 @@ from armdata.beam_jobs.common import (
     read_standard_episodes_resumable,
     write_failures,
 )
+from armdata.pipeline.stages.batching import EpisodeBatcher
 from armdata.pipeline.stages.annotate import (
     DepthCodeStage,
     DepthStage,
@@ -100,8 +102,14 @@ def _load_once(shared: Shared, stage, tag: str):
     return shared.acquire(load, tag=tag)
 
 
-class StageFn(beam.DoFn):
-    """Runs one stage on whole episodes; its model loads once per worker process."""
+class BatchedStageFn(beam.DoFn):
+    """Runs one model stage over episodes in calls that span episodes (``EpisodeBatcher``); its model loads once
+    per worker process.
+
+    Episodes wait in a per-bundle buffer until their frames have run (at most the episode being filled plus fewer
+    than a batch of frames of the one before); ``finish_bundle`` runs what is left. A retried bundle starts with an
+    empty buffer and nothing is written before the last stage, so retries and resume stay exact.
+    """
 
     def __init__(self, stage, field_name: str):
         self.stage = stage
@@ -109,19 +117,36 @@ class StageFn(beam.DoFn):
         self._shared = Shared()
         self.failed = beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"{field_name}_failed")
         self.frames = beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"{field_name}_frames")
+        self.calls = beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"{field_name}_model_calls")
+        self.padded = beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"{field_name}_padded_inputs")
+        self.batcher: EpisodeBatcher | None = None
 
     def setup(self):
         self.stage = _load_once(self._shared, self.stage, self.field_name)
 
+    def start_bundle(self):
+        self.batcher = EpisodeBatcher(self.stage)
+
     def process(self, work: EpisodeWork):
-        try:
-            out = self.stage.process(work)
-        except Exception as e:  # a model error is a dead letter for this episode, not the end of the job
+        for outcome in self.batcher.add(work):
+            yield self._emit(outcome)
+
+    def finish_bundle(self):
+        for outcome in self.batcher.flush():
+            out = self._emit(outcome)
+            if isinstance(out, TaggedOutput):
+                yield TaggedOutput(out.tag, GlobalWindows.windowed_value(out.value))
+            else:
+                yield GlobalWindows.windowed_value(out)
+        self.calls.inc(self.batcher.calls)
+        self.padded.inc(self.batcher.padded)
+
+    def _emit(self, outcome):
+        if outcome.error is not None:  # a dead letter for this episode, not the end of the job
             self.failed.inc()
-            yield TaggedOutput(FAILURES, stage_error(work, self.field_name, e).to_dict())
-            return
-        self.frames.inc(work.episode.num_steps)
-        yield out
+            return TaggedOutput(FAILURES, outcome.error.to_dict())
+        self.frames.inc(outcome.work.episode.num_steps)
+        return outcome.work
 
 
 class WriteEpisodePart(beam.DoFn):
@@ -291,7 +316,7 @@ def _annotate_locked(sources, out_dir: str, cfg: AnnotateConfig, statistics: dic
         ("Trace", TraceStageRunner(cfg, sources), "trace"),
     ]
     for label, stage, field_name in stages:
-        res = eps | label >> beam.ParDo(StageFn(stage, field_name)).with_outputs(FAILURES, main="out")
+        res = eps | label >> beam.ParDo(BatchedStageFn(stage, field_name)).with_outputs(FAILURES, main="out")
         eps = res.out
         failures.append(res[FAILURES])
     written = eps | "Samples" >> beam.ParDo(

@@ -197,3 +197,25 @@ def test_bad_episode_goes_to_dead_letters_and_the_rest_is_written(tmp_path, toke
     assert (f["source"], f["step"], f["kind"]) == (src.name, 2, "non_finite_action")
     assert f["episode"] and f["field"].startswith("action")
     assert len(_read_all(out)) == 6 + 5 + 5
+
+
+def test_shards_are_identical_with_batch_sizes_1_8_and_64(small_sample, tokenizer_dir, tmp_path):
+    # Depth Anything V2 (tiny, random weights, real architecture, loaded from a directory as users load one),
+    # so that every model stage runs; frames of several episodes share each call at batch 8 and 64.
+    from armdata.annotators.depth.random_init import save_random_depth_anything
+
+    model = save_random_depth_anything(tmp_path / "da", "tiny", seed=2)
+    src = load_source(small_sample)
+    stats = _stats([src], tmp_path / "stats")
+    digests, hashes = {}, set()
+    for b in (1, 8, 64):
+        out = tmp_path / f"out{b}"
+        cfg = load_config(None, [f"batch.depth.cpu={b}", f"batch.depth_codes.cpu={b}", f"batch.pointer.cpu={b}"],
+                          **{"actions.tokenizer": tokenizer_dir, "output.episodes_per_shard": 2,
+                             "depth.model": model})
+        res = annotate_sources([src], str(out), cfg, stats, [])
+        assert (res.episodes_annotated, res.episodes_failed) == (4, 0)
+        hashes.add(res.config_hash)  # batch sizes say how to run, not what to make: one config hash
+        digests[b] = {n: m.sha256 for n, m in _manifests(out).items()}
+    assert len(hashes) == 1
+    assert digests[1] == digests[8] == digests[64] and len(digests[1]) == 2

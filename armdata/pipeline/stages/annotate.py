@@ -1,9 +1,11 @@
 """The annotate job's steps over whole episodes, without Beam: depth maps, depth codes, gripper points,
 samples, and the deterministic per-episode tar part.
 
-Each stage is a small class: ``setup()`` loads its model once (per worker), ``process(work)`` handles one
-episode. ``EpisodeWork`` carries an episode and what the stages have found so far; it never leaves a worker
-(Beam fuses the stages), so no image goes through a shuffle.
+Each stage is a small class: ``setup()`` loads its model once (per worker). The model stages (depth, depth codes,
+trace with a costly locator) are :class:`~armdata.pipeline.stages.batching.BatchedStage` s: the job runs frames
+of several episodes in one model call (``EpisodeBatcher``, batch sizes in the config's ``batch`` section);
+``process(work)`` runs one episode alone. ``EpisodeWork`` carries an episode and what the stages have found so
+far; it never leaves a worker (Beam fuses the stages), so no image goes through a shuffle.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from armdata.schemas.sample import (
 from armdata.schemas.source import SourceConfig
 from armdata.schemas.templates import TEMPLATE_VERSION, TemplateSettings, TextInputs, render_all
 
+from armdata.pipeline.stages.batching import process_one
 from armdata.pipeline.stages.config import AnnotateConfig
 
 logger = logging.getLogger(__name__)
@@ -75,18 +78,26 @@ def depth_backend_for(cfg: AnnotateConfig, source: SourceConfig) -> str:
 
 
 class DepthStage:
-    """Primary frames (or the depth camera) -> uint8 [T, 320, 320] depth maps, in bounded batches."""
+    """Primary frames (or the depth camera) -> uint8 [T, 320, 320] depth maps, in model calls that span episodes
+    (a :class:`~armdata.pipeline.stages.batching.BatchedStage`)."""
+
+    field_name = "depth"
 
     def __init__(self, cfg: AnnotateConfig, sources: list[SourceConfig]):
         self.cfg = cfg
         self.backend_of = {s.name: depth_backend_for(cfg, s) for s in sources}
+        self.batch_size = cfg.batch.depth.for_device(cfg.depth.device)
+        # A model wants one shape per call (bitwise the same output whatever the batch mates); the depth camera's
+        # frame-wise numpy does not.
+        self.pads = "depth-anything" in self.backend_of.values()
         self._backends: dict[str, Any] = {}
 
     def _make(self, name: str):
         from armdata.annotators.depth.estimator import make_depth_backend
 
         if name == "depth-anything":
-            kw = {"input_size": self.cfg.depth.input_size, "device": self.cfg.depth.device}
+            kw = {"input_size": self.cfg.depth.input_size, "device": self.cfg.depth.device,
+                  "batch_size": self.batch_size}
             if self.cfg.depth.model:
                 kw["model"] = self.cfg.depth.model
             return make_depth_backend(name, **kw)
@@ -104,37 +115,50 @@ class DepthStage:
         return {name: (self._backends.get(name) or self._make(name)).provenance()
                 for name in sorted(set(self.backend_of.values()))}
 
-    def process(self, work: EpisodeWork) -> EpisodeWork:
+    def inputs(self, work: EpisodeWork) -> tuple[tuple, np.ndarray]:
         ep = work.episode
         name = self.backend_of[ep.source]
         if name == "depth-camera":
             if ep.depth_camera is None:
                 raise RecordError(ep.source, ep.episode_key, None, "depth_camera", "missing_field",
                                   "the depth-camera backend needs the source's cameras.depth")
-            inputs = ep.depth_camera
+            frames = np.asarray(ep.depth_camera)
         else:
-            inputs = ep.primary
+            frames = np.asarray(ep.primary)
+        return (name, frames.shape[1:], frames.dtype.str), frames
+
+    def run(self, group: tuple, batch: np.ndarray) -> np.ndarray:
+        return self._backends[group[0]].process_batch(batch)
+
+    def attach(self, work: EpisodeWork, results: list) -> EpisodeWork:
+        work.depth_u8 = np.stack(results)
+        work.provenance["depth_backend"] = self.backend_of[work.episode.source]
+        return work
+
+    def error(self, work: EpisodeWork, exc: Exception, first_input: int) -> RecordError:
         from armdata.annotators.depth.estimator import InvalidDepthFrame
 
-        b = self.cfg.depth.max_batch_frames
-        maps = []
-        # Fixed chunks within one episode: results do not depend on how a runner bundles episodes.
-        for i in range(0, len(inputs), b):
-            try:
-                maps.append(self._backends[name].process_batch(inputs[i : i + b]))
-            except InvalidDepthFrame as e:
-                field_name = "depth_camera" if name == "depth-camera" else "primary"
-                raise RecordError(ep.source, ep.episode_key, i + e.frame_index, field_name, "bad_depth", str(e)) from None
-        work.depth_u8 = np.concatenate(maps)
-        work.provenance["depth_backend"] = name
-        return work
+        ep = work.episode
+        if isinstance(exc, InvalidDepthFrame):
+            field_name = "depth_camera" if self.backend_of[ep.source] == "depth-camera" else "primary"
+            return RecordError(ep.source, ep.episode_key, first_input + exc.frame_index, field_name, "bad_depth",
+                               str(exc))
+        return stage_error(work, self.field_name, exc)
+
+    def process(self, work: EpisodeWork) -> EpisodeWork:
+        """One episode alone (tests, benchmarks); the job batches across episodes."""
+        return process_one(self, work)
 
 
 class DepthCodeStage:
-    """Depth maps -> 100 VQ-VAE codes per frame."""
+    """Depth maps -> 100 VQ-VAE codes per frame, in calls that span episodes."""
+
+    field_name = "depth_codes"
+    pads = True
 
     def __init__(self, cfg: AnnotateConfig):
         self.cfg = cfg
+        self.batch_size = cfg.batch.depth_codes.for_device(cfg.depth.device)
         self.tokenizer = None
 
     def checkpoint(self) -> str:
@@ -148,7 +172,8 @@ class DepthCodeStage:
         from armdata.annotators.depth.tokenizer import DepthTokenizer
 
         _set_threads(self.cfg.torch_threads)
-        self.tokenizer = DepthTokenizer.from_checkpoint(self.checkpoint(), device=device or self.cfg.depth.device)
+        self.tokenizer = DepthTokenizer.from_checkpoint(self.checkpoint(), device=device or self.cfg.depth.device,
+                                                        batch_size=self.batch_size)
 
     def provenance(self) -> dict:
         """Checks the checkpoint's layout (on the CPU; it is small) and says what it is."""
@@ -156,9 +181,22 @@ class DepthCodeStage:
             self.setup(device="cpu")
         return self.tokenizer.provenance()
 
-    def process(self, work: EpisodeWork) -> EpisodeWork:
-        work.depth_codes = self.tokenizer.encode(work.depth_u8)
+    def inputs(self, work: EpisodeWork) -> tuple[tuple, np.ndarray]:
+        return ("vqvae",), work.depth_u8
+
+    def run(self, group: tuple, batch: np.ndarray) -> np.ndarray:
+        return self.tokenizer.encode(batch)
+
+    def attach(self, work: EpisodeWork, results: list) -> EpisodeWork:
+        work.depth_codes = np.stack(results)
         return work
+
+    def error(self, work: EpisodeWork, exc: Exception, first_input: int) -> RecordError:
+        return stage_error(work, self.field_name, exc)
+
+    def process(self, work: EpisodeWork) -> EpisodeWork:
+        """One episode alone (tests, benchmarks); the job batches across episodes."""
+        return process_one(self, work)
 
 
 def locator_for(cfg: AnnotateConfig, source: SourceConfig) -> str:
@@ -177,12 +215,21 @@ def locator_for(cfg: AnnotateConfig, source: SourceConfig) -> str:
 
 
 class TraceStageRunner:
-    """Locate and track the end effector over the episode (per-frame pixel points, method, confidence)."""
+    """Locate and track the end effector over the episode (per-frame pixel points, method, confidence).
+
+    A costly locator (one with ``locate_frames``: the pointing VLM, a detector) answers on the frames its trace
+    mode plans to ask about in calls that span episodes; tracking then runs per episode with those answers. Cheap
+    locators (projection, hint) ask nothing up front.
+    """
+
+    field_name = "trace"
+    pads = True
 
     def __init__(self, cfg: AnnotateConfig, sources: list[SourceConfig]):
         self.cfg = cfg
         self.sources = {s.name: s for s in sources}
         self.locator_of = {s.name: locator_for(cfg, s) for s in sources}  # fails at construction, not in workers
+        self.batch_size = cfg.batch.pointer.for_device(self.trace_config("hint").pointer_device)
         self.annotators: dict[str, Any] = {}
 
     def trace_config(self, locator: str):
@@ -197,7 +244,8 @@ class TraceStageRunner:
 
         _set_threads(self.cfg.torch_threads)
         for locator in sorted(set(self.locator_of.values())):
-            annotator = TraceAnnotator(self.trace_config(locator))
+            cfg = dataclasses.replace(self.trace_config(locator), pointer_batch_size=self.batch_size)
+            annotator = TraceAnnotator(cfg)
             annotator.setup()
             self.annotators[locator] = annotator
 
@@ -216,10 +264,34 @@ class TraceStageRunner:
             }
         return {"per_source": self.locator_of, "locators": out}
 
-    def process(self, work: EpisodeWork) -> EpisodeWork:
+    def _planned(self, work: EpisodeWork) -> tuple[str, list[int]]:
+        locator = self.locator_of[work.episode.source]
+        return locator, self.annotators[locator].planned_locator_frames(work.episode.num_steps)
+
+    def inputs(self, work: EpisodeWork) -> tuple[tuple, np.ndarray]:
+        locator, idx = self._planned(work)
+        if not idx:
+            return (locator,), np.empty((0,), np.uint8)
+        frames = np.asarray(work.episode.primary)
+        frames = frames if idx == list(range(len(frames))) else frames[idx]
+        return (locator, frames.shape[1:]), frames
+
+    def run(self, group: tuple, batch: np.ndarray) -> list:
+        return self.annotators[group[0]].locator.locate_frames(batch)
+
+    def attach(self, work: EpisodeWork, results: list) -> EpisodeWork:
+        locator, idx = self._planned(work)
         src = work.episode.source
-        work.points = self.annotators[self.locator_of[src]].annotate(work.episode, self.sources[src])
+        located = dict(zip(idx, results)) if idx else None
+        work.points = self.annotators[locator].annotate(work.episode, self.sources[src], located=located)
         return work
+
+    def error(self, work: EpisodeWork, exc: Exception, first_input: int) -> RecordError:
+        return stage_error(work, self.field_name, exc)
+
+    def process(self, work: EpisodeWork) -> EpisodeWork:
+        """One episode alone (tests, benchmarks); the job batches across episodes."""
+        return process_one(self, work)
 
 
 def encode_jpeg(image_rgb: np.ndarray, quality: int) -> bytes:

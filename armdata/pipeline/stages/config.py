@@ -27,7 +27,6 @@ class DepthSettings(_Section):
     model: str | None = Field(None, description="Depth Anything hub id or local dir (None: the default, Base)")
     input_size: int = Field(518, description="model input size, a multiple of 14 (MolmoAct uses 518)")
     device: str = Field("cpu", description="cpu or cuda; cuda absent fails at start, never a silent fallback")
-    max_batch_frames: int = Field(8, description="frames per model call (bounded memory)")
 
 
 class DepthTokenizerSettings(_Section):
@@ -62,6 +61,31 @@ class OutputSettings(_Section):
     jpeg_quality: int = Field(95, description="only for images the source did not store as JPEG, and traj.png")
 
 
+class StageBatch(_Section):
+    """Inputs per model call of one stage, by the device it runs on."""
+
+    cpu: int = Field(8, ge=1, description="on CPU: past ~8 frames a bigger batch is no faster per frame")
+    cuda: int = Field(64, ge=1, description="on a GPU: 32-128 frames per call keep it busy")
+
+    def for_device(self, device: str) -> int:
+        return self.cuda if device.startswith("cuda") else self.cpu
+
+
+class BatchSettings(_Section):
+    """Model calls span episodes (armdata/pipeline/stages/batching.py). Execution settings: not in the config
+    hash, since a frame's output does not depend on its batch mates (changing them resumes the same run)."""
+
+    depth: StageBatch = Field(default_factory=StageBatch, description="Depth Anything frames per call")
+    depth_codes: StageBatch = Field(default_factory=lambda: StageBatch(cpu=32, cuda=256),
+                                    description="VQ-VAE depth maps per call (a small model)")
+    pointer: StageBatch = Field(default_factory=lambda: StageBatch(cpu=4, cuda=16),
+                                description="frames per pointing-VLM (or detector) call")
+
+
+# Sections that say how to run, not what to make: left out of the config hash.
+EXECUTION_SECTIONS = {"batch"}
+
+
 class AnnotateConfig(_Section):
     depth: DepthSettings = Field(default_factory=DepthSettings)
     depth_tokenizer: DepthTokenizerSettings = Field(default_factory=DepthTokenizerSettings)
@@ -69,11 +93,12 @@ class AnnotateConfig(_Section):
     actions: ActionSettings = Field(default_factory=ActionSettings)
     templates: TemplateConfig = Field(default_factory=TemplateConfig)
     output: OutputSettings = Field(default_factory=OutputSettings)
+    batch: BatchSettings = Field(default_factory=BatchSettings)
     max_failure_fraction: float = Field(0.05, description="the job fails only past this share of bad episodes")
     torch_threads: int = Field(1, description="threads per worker; 1 keeps results identical across worker counts")
 
     def config_hash(self, source_fingerprints: list[str], version: str) -> str:
-        body = {"config": self.model_dump(mode="json"), "sources": sorted(source_fingerprints), "version": version}
+        body = {"config": self.model_dump(mode="json", exclude=EXECUTION_SECTIONS), "sources": sorted(source_fingerprints), "version": version}
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 

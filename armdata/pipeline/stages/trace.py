@@ -15,8 +15,10 @@ and a step with no valid future point gets no trace (never a made-up one).
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -169,6 +171,33 @@ def build_tracker(cfg: TraceConfig) -> Tracker:
     return TRACKERS.create(cfg.tracker)
 
 
+class _Prelocated:
+    """A locator whose answers for some frames are known already; asks the real one about the rest. Answers given
+    from ``located`` count as calls (the costly model was asked about them, in a batch)."""
+
+    def __init__(self, inner: Locator, located: Mapping[int, LocateResult]) -> None:
+        self.inner = inner
+        self.located = dict(located)
+        self.name = inner.name
+        self.served = 0
+
+    @property
+    def calls(self) -> int:
+        return self.inner.calls + self.served
+
+    def __getattr__(self, name: str):
+        if name == "inner":  # not set yet (copying): no recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def locate(self, episode: StandardEpisode, source: SourceConfig, frame_indices) -> list[LocateResult]:
+        idx = [int(i) for i in frame_indices]
+        missing = [i for i in idx if i not in self.located]
+        asked = dict(zip(missing, self.inner.locate(episode, source, missing))) if missing else {}
+        self.served += len(idx) - len(missing)
+        return [self.located[i] if i in self.located else asked[i] for i in idx]
+
+
 class TraceAnnotator:
     """Finds the end effector over an episode by ``cfg.mode``; ``setup()`` once, then ``annotate`` per episode.
 
@@ -188,8 +217,30 @@ class TraceAnnotator:
                 self.tracker.setup()
             self._ready = True
 
-    def annotate(self, episode: StandardEpisode, source: SourceConfig) -> EpisodePoints:
+    def planned_locator_frames(self, num_steps: int) -> list[int]:
+        """The frames this mode will ask a costly locator about (one with ``locate_frames``, whose answers depend
+        on the frame alone), so that a job can ask for them in calls spanning episodes; [] for cheap locators.
+        Track mode plans its first seed batch; further seed frames (rare) are asked during ``annotate``."""
+        if num_steps <= 0 or not callable(getattr(self.locator, "locate_frames", None)):
+            return []
+        if self.cfg.mode == "point-every-frame":
+            return list(range(num_steps))
+        if self.cfg.mode == "point-keyframes":
+            return keyframes(num_steps, self.cfg.keyframe_every)
+        return list(range(min(num_steps, self.cfg.seed_batch)))
+
+    def annotate(self, episode: StandardEpisode, source: SourceConfig,
+                 located: Mapping[int, LocateResult] | None = None) -> EpisodePoints:
+        """The points over ``episode``. ``located``: the locator's answers already asked for some frames
+        (``planned_locator_frames``, in a batch spanning episodes); the locator is asked only about the others."""
         self.setup()
+        if not located:
+            return self._annotate(episode, source)
+        view = copy.copy(self)  # the annotator may be shared by a worker's threads: never swap its locator
+        view.locator = _Prelocated(self.locator, located)
+        return view._annotate(episode, source)
+
+    def _annotate(self, episode: StandardEpisode, source: SourceConfig) -> EpisodePoints:
         calls0 = self.locator.calls
         t = episode.num_steps
         b = _Builder(t)
