@@ -290,7 +290,7 @@ def _statistics_locked(sources, names, out_dir, beam_args, settings, cache_dir, 
         # Beam's text outputs go to a scratch folder in the output (workers on a cluster can reach it).
         work_dir = fs.join(out_dir, f".stats-{uuid.uuid4().hex[:12]}")
         fs.makedirs(work_dir)
-        from armdata.pipeline.sources.rlds import episode_keys
+        from armdata.pipeline.sources.read import episode_keys
 
         total = sum(len(episode_keys(s)) for s in todo)
         budget = FailureBudget(total, max_failure_fraction, fs.join(work_dir, "stopped.json"), failures_file)

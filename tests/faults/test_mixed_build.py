@@ -25,7 +25,7 @@ import pytest
 
 import inject
 import rlds_factory
-from conftest import run_cli, with_hint
+from faultkit import models, private_cache, run_cli, with_hint  # noqa: F401 (fixtures)
 
 NAN, INF = float("nan"), float("inf")
 

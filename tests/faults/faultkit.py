@@ -1,4 +1,6 @@
 """Shared pieces of the fault-injection suite: tiny models saved once, and the real CLI run in this process.
+Test modules import the fixtures by name (``from faultkit import models, private_cache``); there is no conftest.py
+here, so ``from conftest import ...`` elsewhere keeps meaning tests/conftest.py.
 
 Every case writes a small RLDS dataset with tests/rlds_factory.py, injects one fault into its stored bytes
 (tests/faults/inject.py) and runs the real job on Beam's in-process runner. Datasets and runs are shared between
@@ -10,13 +12,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 @dataclass(frozen=True)
@@ -40,7 +38,7 @@ def models(tmp_path_factory) -> Models:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _private_cache(tmp_path_factory):
+def private_cache(tmp_path_factory):
     """Statistics caches go to a temp folder (never the user's ~/.cache)."""
     old = os.environ.get("ARMDATA_CACHE")
     os.environ["ARMDATA_CACHE"] = str(tmp_path_factory.mktemp("armdata-cache"))
