@@ -1,7 +1,13 @@
 """`armdata export lerobot`: a real build on a LeRobot v3.0 dataset (tests/lerobot_factory.py) exported as LeRobot
 v3.0 and as MolmoAct2's depth companion, checked against the specification below (taken from LeRobot's and
 MolmoAct2's code, file and line in each comment) and read back with pyarrow and Hugging Face datasets (the loader
-LeRobot itself uses, with the features LeRobot derives from info.json)."""
+LeRobot itself uses, with the features LeRobot derives from info.json).
+
+Checked once by hand against LeRobot itself (December 2026): in a throwaway venv with lerobot 0.4.4 (--no-deps,
+our CPU torch, a torchvision stand-in since no CPU torchvision wheel exists here), ``LeRobotDataset(root=...)``
+loaded this module's export (28 frames, 5 episodes, fps 10, meta/stats.json read, every item's int and string
+fields and depth codes equal to the parquet) and the molmoact2-depth companion (every buffer_codes and
+depth_updated_mask row as written). Not a test: lerobot cannot be installed beside our torch."""
 
 from __future__ import annotations
 

@@ -4,6 +4,11 @@ episodes per data and video file) and v2.1 (one file per episode), two cameras, 
 decodes on its own from the same file at the same position, and stay within codec loss of the frame that was
 encoded (and nearer to it than to its neighbours: no frame taken from the wrong timestamp); every action, state
 and instruction must equal the written one. Bad input is one clear error naming dataset, episode and frame.
+
+The factory's v3.0 datasets were checked once by hand against LeRobot itself (December 2026; lerobot 0.4.4 in a
+throwaway venv, see tests/output/test_export_lerobot.py): ``LeRobotDataset`` loaded both (H.264 and AV1), and for
+all 56 frame-camera pairs asked its video decoder for exactly the files and timestamps this reader decodes; each
+of those timestamps has a frame within LeRobot's default 1e-4 s.
 """
 
 from __future__ import annotations
