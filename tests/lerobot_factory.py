@@ -134,7 +134,20 @@ def decode_all(path: Path) -> np.ndarray:
         return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])])
 
 
-def _frame_table(eps: list[LrEpisode], fps: int, first_index: int, task_index: dict[str, int]):
+def _png(img: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _frame_table(eps: list[LrEpisode], fps: int, first_index: int, task_index: dict[str, int],
+                 image_cameras: tuple[str, ...] = ()):
+    """Frame rows; cameras in ``image_cameras`` are stored in the parquet as datasets' Image struct (PNG bytes),
+    as LeRobot stores image (not video) features."""
     import pyarrow as pa
 
     rows = {k: [] for k in ("action", "observation.state", "timestamp", "frame_index", "episode_index", "index",
@@ -151,16 +164,22 @@ def _frame_table(eps: list[LrEpisode], fps: int, first_index: int, task_index: d
             rows["task_index"].append(task_index[ep.task])
             g += 1
     vec = pa.list_(pa.float32(), 7)  # datasets' Sequence(length=7, float32) in arrow
-    schema = pa.schema([("action", vec), ("observation.state", vec), ("timestamp", pa.float32()),
+    image = pa.struct([("bytes", pa.binary()), ("path", pa.string())])  # datasets' Image() in arrow
+    for cam in image_cameras:
+        rows[cam] = [{"bytes": _png(ep.frames[cam][t]), "path": None} for ep in eps for t in range(ep.length)]
+    schema = pa.schema([*((cam, image) for cam in image_cameras),("action", vec), ("observation.state", vec), ("timestamp", pa.float32()),
                         ("frame_index", pa.int64()), ("episode_index", pa.int64()), ("index", pa.int64()),
                         ("task_index", pa.int64())])
     return pa.Table.from_pydict(rows, schema=schema)
 
 
-def _features(fps: int, codec_name: str) -> dict:
+def _features(fps: int, codec_name: str, image_cameras: tuple[str, ...] = ()) -> dict:
     h, w = IMAGE_HW
     feats: dict[str, dict] = {}
     for cam in CAMERAS:
+        if cam in image_cameras:
+            feats[cam] = {"dtype": "image", "shape": [h, w, 3], "names": ["height", "width", "channels"]}
+            continue
         feats[cam] = {"dtype": "video", "shape": [h, w, 3], "names": ["height", "width", "channels"],
                       "info": {"video.height": h, "video.width": w, "video.codec": codec_name,
                                "video.pix_fmt": "yuv420p", "video.is_depth_map": False, "video.fps": fps,
@@ -183,11 +202,12 @@ def _stats(eps: list[LrEpisode]) -> dict:
     return out
 
 
-def _info(version: str, eps: list[LrEpisode], fps: int, codec_name: str, tasks: list[str]) -> dict:
+def _info(version: str, eps: list[LrEpisode], fps: int, codec_name: str, tasks: list[str],
+          image_cameras: tuple[str, ...] = ()) -> dict:
     info = {
         "codebase_version": version, "robot_type": "test_arm", "total_episodes": len(eps),
         "total_frames": sum(e.length for e in eps), "total_tasks": len(tasks), "chunks_size": 1000,
-        "fps": fps, "splits": {"train": f"0:{len(eps)}"}, "features": _features(fps, codec_name),
+        "fps": fps, "splits": {"train": f"0:{len(eps)}"}, "features": _features(fps, codec_name, image_cameras),
     }
     if version == "v3.0":
         info.update(data_files_size_in_mb=100, video_files_size_in_mb=200,
@@ -205,8 +225,9 @@ def _info(version: str, eps: list[LrEpisode], fps: int, codec_name: str, tasks: 
 
 
 def write_v30(root: str | Path, episodes: list[LrEpisode], *, fps: int = 10, codec: str = "libx264",
-              episodes_per_file: int = 2) -> LrDataset:
-    """A v3.0 dataset: ``episodes_per_file`` episodes per data file and per video file (two cameras)."""
+              episodes_per_file: int = 2, image_cameras: tuple[str, ...] = ()) -> LrDataset:
+    """A v3.0 dataset: ``episodes_per_file`` episodes per data file and per video file (two cameras; those in
+    ``image_cameras`` stored as PNG in the parquet instead of video)."""
     import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -220,9 +241,9 @@ def write_v30(root: str | Path, episodes: list[LrEpisode], *, fps: int = 10, cod
         group = episodes[start:start + episodes_per_file]
         path = root / f"data/chunk-000/file-{f:03d}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(_frame_table(group, fps, g, task_index), path)
+        pq.write_table(_frame_table(group, fps, g, task_index, image_cameras), path)
         offsets = np.cumsum([0] + [e.length for e in group])
-        for cam in CAMERAS:
+        for cam in (c for c in CAMERAS if c not in image_cameras):
             rel = f"videos/{cam}/chunk-000/file-{f:03d}.mp4"
             encode_video(root / rel, np.concatenate([e.frames[cam] for e in group]), fps, codec)
             for e, off in zip(group, offsets):
@@ -230,7 +251,7 @@ def write_v30(root: str | Path, episodes: list[LrEpisode], *, fps: int = 10, cod
         for e, off in zip(group, offsets):
             row = {"episode_index": e.index, "tasks": [e.task], "length": e.length, "data/chunk_index": 0,
                    "data/file_index": f, "dataset_from_index": g, "dataset_to_index": g + e.length}
-            for cam in CAMERAS:
+            for cam in (c for c in CAMERAS if c not in image_cameras):
                 row.update({f"videos/{cam}/chunk_index": 0, f"videos/{cam}/file_index": f,
                             f"videos/{cam}/from_timestamp": off / fps,
                             f"videos/{cam}/to_timestamp": (off + e.length) / fps})
@@ -242,7 +263,8 @@ def write_v30(root: str | Path, episodes: list[LrEpisode], *, fps: int = 10, cod
     pq.write_table(pa.Table.from_pylist(ep_rows), meta / "episodes/chunk-000/file-000.parquet")
     pd.DataFrame({"task_index": list(range(len(tasks)))}, index=tasks).to_parquet(meta / "tasks.parquet")
     codec_name = "h264" if codec == "libx264" else "av1"
-    (meta / "info.json").write_text(json.dumps(_info("v3.0", episodes, fps, codec_name, tasks), indent=4))
+    (meta / "info.json").write_text(json.dumps(_info("v3.0", episodes, fps, codec_name, tasks, image_cameras),
+                                               indent=4))
     (meta / "stats.json").write_text(json.dumps(_stats(episodes), indent=4))
     return out
 

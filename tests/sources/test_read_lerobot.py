@@ -181,3 +181,16 @@ def test_inspect_drafts_a_source_file_that_validates(version, tmp_path):
     assert cfg.state.keys == ["observation.state"] and cfg.control_hz == 10.0
     report = validate_source(path, episodes=2)
     assert report.ok, report.render()
+
+
+def test_image_features_stored_in_parquet_are_read_exactly(tmp_path):
+    """A camera LeRobot stores as an image feature (PNG in the parquet, no video) beside one stored as video."""
+    eps = lf.make_episodes(3, lengths=[4, 5, 3], seed=5)
+    ds = lf.write_v30(tmp_path / "img_v30", eps, image_cameras=(lf.CAMERAS[1],))
+    info = json.loads((ds.root / "meta/info.json").read_text())
+    assert info["features"][lf.CAMERAS[1]]["dtype"] == "image"
+    reference = lf.decoded_frames(ds)
+    got = list(read_episodes(_source(ds)))
+    for g, e in zip(got, eps):
+        np.testing.assert_array_equal(g.frames[lf.CAMERAS[1]], e.frames[lf.CAMERAS[1]])  # PNG: lossless
+        np.testing.assert_array_equal(g.frames[lf.CAMERAS[0]], reference[e.index][lf.CAMERAS[0]])

@@ -754,14 +754,14 @@ def inspect_lerobot(path: str | os.PathLike, episodes: int = 3) -> Inspection:
     })
     reader = LeRobotEpisodeReader(probe)
     sampled = ds.episodes[:episodes]
-    tables, frames = [], {k: [] for k in ds.video_keys}
+    tables, frames = [], {k: [] for k in ds.video_keys + ds.image_keys}
     for ref in sampled:
         key = episode_key(ref.index)
         table = reader._episode_rows(ref, key)
         tables.append(table)
         ts = column_array(table, "timestamp")
-        for cam in ds.video_keys:
-            frames[cam].append(reader._frames(ref, cam, ts, key))
+        for cam in frames:
+            frames[cam].append(reader._frames(ref, cam, ts, key, table))
     fields: list[FieldInfo] = []
     for name, feat in ds.features.items():
         if name in FRAME_COLUMNS and name != TASK_PATH:
@@ -770,7 +770,7 @@ def inspect_lerobot(path: str | os.PathLike, episodes: int = 3) -> Inspection:
         if name in frames:
             f0 = frames[name][0][0] if frames[name] else None
             example = f"image {f0.shape}" if f0 is not None else "(no episodes)"
-            fields.append(FieldInfo(name, "step", "Image", shape, "uint8", "video", example,
+            fields.append(FieldInfo(name, "step", "Image", shape, "uint8", str(feat.get("dtype")), example,
                                     camera=camera_stats(frames[name]) if frames[name] else None))
         elif name == TASK_PATH:
             texts = tuple(ds.tasks.get(int(column_array(t, TASK_PATH)[0]), "") for t in tables)
@@ -780,8 +780,6 @@ def inspect_lerobot(path: str | os.PathLike, episodes: int = 3) -> Inspection:
             texts = tuple(next((str(v) for v in column_array(t, name) if str(v).strip()), "") for t in tables)
             fields.append(FieldInfo(name, "step", "Text", shape, dtype, "", repr(texts[0]) if texts else "",
                                     texts=texts))
-        elif dtype in ("image",):
-            fields.append(FieldInfo(name, "step", "Image", shape, "uint8", "image in parquet (not read yet)", ""))
         else:
             vals = [column_array(t, name) for t in tables]
             info: dict[str, Any] = {}

@@ -439,11 +439,10 @@ class LeRobotEpisodeReader:
                                f"with frame_index {fi[:3].tolist()}..., metadata says length {ref.length}")
         return table
 
-    def _frames(self, ref: EpisodeRef, cam: str, timestamps: np.ndarray, key: str) -> np.ndarray:
+    def _frames(self, ref: EpisodeRef, cam: str, timestamps: np.ndarray, key: str, table=None) -> np.ndarray:
         ds, src = self.dataset, self.source.name
         if cam in ds.image_keys:
-            raise _field_error(src, key, None, cam, "unsupported", f"dataset {ds.name}: image features stored in "
-                               f"parquet are not read yet; {cam} must be a video feature")
+            return self._parquet_images(ref, cam, key, table if table is not None else self._episode_rows(ref, key))
         span = ref.videos.get(cam)
         if span is None:
             raise _field_error(src, key, None, cam, "missing_field", f"dataset {ds.name}: {cam} is not a video feature")
@@ -465,6 +464,23 @@ class LeRobotEpisodeReader:
                                f"{tol:.4f} s of timestamp {query[t]:.4f} s ({len(missing)} frames missing)")
         return np.stack(frames)
 
+    def _parquet_images(self, ref: EpisodeRef, cam: str, key: str, table) -> np.ndarray:
+        """An image feature (``dtype: image``): datasets' Image struct per row, ``bytes`` (PNG/JPEG) or ``path``
+        (relative to the dataset)."""
+        import io
+
+        from PIL import Image
+
+        ds, out = self.dataset, []
+        for t, cell in enumerate(table.column(cam).to_pylist()):
+            try:
+                data = (cell or {}).get("bytes") or (ds.root / cell["path"]).read_bytes()
+                out.append(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+            except Exception as e:  # a missing or undecodable image is this frame's error
+                raise _field_error(self.source.name, key, t, cam, "bad_image",
+                                   f"dataset {ds.name} episode {ref.index} frame {t}: {type(e).__name__}: {e}") from None
+        return np.stack(out)
+
     def read(self, key: str) -> Episode:
         """One episode by key -> Episode. Raises RecordError naming the source, episode, frame and field."""
         src = self.source
@@ -478,7 +494,7 @@ class LeRobotEpisodeReader:
         table = self._episode_rows(ref, key)
         timestamps = column_array(table, "timestamp")
         cams = [src.cameras.primary, *src.cameras.extra] + ([src.cameras.wrist] if src.cameras.wrist else [])
-        frames = {cam: self._frames(ref, cam, timestamps, key) for cam in cams}
+        frames = {cam: self._frames(ref, cam, timestamps, key, table) for cam in cams}
 
         def group(paths: list[str]) -> dict[str, np.ndarray]:
             return {p: column_array(table, p) for p in paths}
