@@ -241,7 +241,15 @@ def write_v30(root: str | Path, episodes: list[LrEpisode], *, fps: int = 10, cod
         group = episodes[start:start + episodes_per_file]
         path = root / f"data/chunk-000/file-{f:03d}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(_frame_table(group, fps, g, task_index, image_cameras), path)
+        # One row group per episode, as LeRobot's ParquetWriter writes one table per saved episode.
+        first = g
+        tables = []
+        for e in group:
+            tables.append(_frame_table([e], fps, first, task_index, image_cameras))
+            first += e.length
+        with pq.ParquetWriter(path, tables[0].schema) as w:
+            for t in tables:
+                w.write_table(t)
         offsets = np.cumsum([0] + [e.length for e in group])
         for cam in (c for c in CAMERAS if c not in image_cameras):
             rel = f"videos/{cam}/chunk-000/file-{f:03d}.mp4"

@@ -345,6 +345,28 @@ def _field_error(src: str, key: str, step: int | None, fld: str, kind: str, msg:
     return RecordError(src, key, step, fld, kind, msg)
 
 
+class _DataFile:
+    """One open data parquet file: its row count, its first global ``index``, and rows read by row group (a v3.0
+    file of ~100 MB holds many episodes; an episode needs only its own row groups in memory)."""
+
+    def __init__(self, pf):
+        self.pf = pf
+        meta = pf.metadata
+        self.num_rows = meta.num_rows
+        self.group_starts = np.cumsum([0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
+        first = pf.read_row_group(0, columns=["index"]) if meta.num_row_groups else None
+        self.first_index = int(first.column("index")[0].as_py()) if first is not None and first.num_rows else 0
+
+    def rows(self, lo: int, hi: int):
+        """Rows [lo, hi) of the file."""
+        groups = [i for i in range(len(self.group_starts) - 1)
+                  if self.group_starts[i] < hi and self.group_starts[i + 1] > lo]
+        if not groups:
+            return self.pf.schema_arrow.empty_table()
+        table = self.pf.read_row_groups(groups)
+        return table.slice(lo - int(self.group_starts[groups[0]]), hi - lo)
+
+
 class LeRobotEpisodeReader:
     """Reads one source's LeRobot episodes into Episodes. Picklable (opens the metadata lazily, once per process),
     so a Beam DoFn can hold one; keeps the last data file read, since a v3.0 file holds many episodes."""
@@ -395,7 +417,8 @@ class LeRobotEpisodeReader:
     def episode_keys(self) -> list[str]:
         return [episode_key(e.index, self.source.data.split) for e in self.dataset.episodes]
 
-    def _table(self, rel: str, key: str):
+    def _data_file(self, rel: str, key: str) -> _DataFile:
+        """The data file's handle, checked against the features once per file (the last one is kept)."""
         import pyarrow.parquet as pq
 
         if self._table_cache is not None and self._table_cache[0] == rel:
@@ -404,28 +427,30 @@ class LeRobotEpisodeReader:
         if not path.exists():
             raise _field_error(self.source.name, key, None, rel, "missing_file",
                                f"dataset {ds.name}: data file {rel} is missing")
-        table = pq.read_table(path)
-        msg = check_schema(ds, table.schema, rel)
+        pf = pq.ParquetFile(path)
+        msg = check_schema(ds, pf.schema_arrow, rel)
         if msg:
             raise _field_error(self.source.name, key, None, rel, "schema_mismatch", f"dataset {ds.name}: {msg}")
-        self._table_cache = (rel, table)
-        return table
+        df = _DataFile(pf)
+        self._table_cache = (rel, df)
+        return df
 
     def _episode_rows(self, ref: EpisodeRef, key: str):
-        """The episode's rows of its data file, checked against the metadata (row range, episode and frame index)."""
+        """The episode's rows of its data file (only the row groups that hold them are read), checked against the
+        metadata: the index range lies inside the file, every row is this episode's, frame_index runs 0..length-1."""
         ds, src = self.dataset, self.source.name
-        table = self._table(ref.data_path, key)
-        if ref.index_from is not None:
-            idx = table.column("index")
-            start = int(idx[0].as_py()) if len(idx) else 0
-            lo, hi = ref.index_from - start, ref.index_to - start
-            if lo < 0 or hi > table.num_rows or hi - lo != ref.length:
-                last = start + table.num_rows - 1
-                raise _field_error(src, key, max(0, table.num_rows - lo) if lo >= 0 else None, "dataset_to_index",
+        df = self._data_file(ref.data_path, key)
+        if ref.index_from is None:
+            table = df.rows(0, df.num_rows)
+        else:
+            lo, hi = ref.index_from - df.first_index, ref.index_to - df.first_index
+            if lo < 0 or hi > df.num_rows or hi - lo != ref.length:
+                last = df.first_index + df.num_rows - 1
+                raise _field_error(src, key, max(0, df.num_rows - lo) if lo >= 0 else None, "dataset_to_index",
                                    "row_range", f"dataset {ds.name} episode {ref.index}: rows index {ref.index_from}.."
                                    f"{ref.index_to - 1} ({ref.length} frames) run past {ref.data_path}, which holds "
-                                   f"index {start}..{last}")
-            table = table.slice(lo, hi - lo)
+                                   f"index {df.first_index}..{last}")
+            table = df.rows(lo, hi)
         ep = column_array(table, "episode_index")
         bad = np.flatnonzero(ep != ref.index)
         if bad.size:
