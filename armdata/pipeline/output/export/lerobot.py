@@ -29,6 +29,9 @@ frame's (both resized to 320x320, bilinear) is below 0.996 takes the new frame's
 ``depth_updated_mask`` list<bool>. Frames for the similarity come from the source videos (the camera the codes
 were made on). For a source that is not a LeRobot dataset, the companion is aligned with this exporter's ``v3.0``
 layout instead (its five frame columns plus the three), frames from the shards' primary images.
+
+Memory: both layouts hold the whole output's annotations (no images) to order episodes and number frames; the
+companion holds at most one episode's images at a time.
 """
 
 from __future__ import annotations
@@ -107,6 +110,7 @@ class _Episode:
     instruction: str
     anns: list[SampleAnnotation]
     jpgs: list[bytes] | None = None
+    depth: tuple[list, list, list] | None = None  # (codes, buffer codes, updated masks) per frame, when made
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -114,26 +118,42 @@ class _Episode:
 
 
 def _collect(out_dir: Path, with_images: bool = False) -> list[_Episode]:
-    """Every episode's annotations (and primary images if asked), in (source, source episode) order."""
+    """Every episode's annotations, in (source, source episode) order. With ``with_images`` each episode's primary
+    images are read too and turned into its depth buffer as soon as the episode is complete (an episode's samples
+    are contiguous in its shard), so at most one episode's images are held at a time."""
     eps: dict[tuple[str, str], _Episode] = {}
+    current: _Episode | None = None
     for _, members, ann in iter_samples(out_dir):
         k = (ann.source, ann.episode)
-        if k not in eps:
-            eps[k] = _Episode(ann.source, ann.episode, ann.source_episode_id or ann.episode, ann.instruction, [],
-                              [] if with_images else None)
-        eps[k].anns.append(ann)
+        if current is None or (current.source, current.key) != k:
+            if current is not None:
+                _finish(out_dir, current, with_images)
+            if k in eps:
+                raise ArmdataError(f"{out_dir}: the samples of episode {ann.source}/{ann.episode} are not together "
+                                   "in one shard (not an armdata output, or edited)")
+            current = eps[k] = _Episode(ann.source, ann.episode, ann.source_episode_id or ann.episode,
+                                        ann.instruction, [], [] if with_images else None)
+        current.anns.append(ann)
         if with_images:
-            eps[k].jpgs.append(members["jpg"])
-    for e in eps.values():
-        order = np.argsort([a.step for a in e.anns], kind="stable")
-        e.anns = [e.anns[i] for i in order]
-        if e.jpgs is not None:
-            e.jpgs = [e.jpgs[i] for i in order]
-        steps = [a.step for a in e.anns]
-        if steps != list(range(e.anns[0].num_steps)):
-            raise ArmdataError(f"{out_dir}: episode {e.source}/{e.key} has steps {steps[:5]}... of "
-                               f"{e.anns[0].num_steps}: not a whole episode, cannot align it frame for frame")
+            current.jpgs.append(members["jpg"])
+    if current is not None:
+        _finish(out_dir, current, with_images)
     return sorted(eps.values(), key=lambda e: (e.source, _natural(e.source_episode_id), e.key))
+
+
+def _finish(out_dir: Path, e: _Episode, with_images: bool) -> None:
+    """Steps in order and complete; with images, the depth columns made and the images dropped."""
+    order = np.argsort([a.step for a in e.anns], kind="stable")
+    e.anns = [e.anns[i] for i in order]
+    if e.jpgs is not None:
+        e.jpgs = [e.jpgs[i] for i in order]
+    steps = [a.step for a in e.anns]
+    if steps != list(range(e.anns[0].num_steps)):
+        raise ArmdataError(f"{out_dir}: episode {e.source}/{e.key} has steps {steps[:5]}... of "
+                           f"{e.anns[0].num_steps}: not a whole episode, cannot align it frame for frame")
+    if with_images:
+        e.depth = _depth_columns(e, None)
+        e.jpgs = None
 
 
 def _natural(s: str) -> tuple:
@@ -544,7 +564,7 @@ def _companion_of_export(out_dir: Path, root: Path, eps: list[_Episode]) -> int:
     rows = _frame_rows(eps, fps, tasks, [], with_annotations=False)
     pos = 0
     for e in eps:
-        codes, buffers, masks = _depth_columns(e, None)
+        codes, buffers, masks = e.depth
         for j in range(len(e.anns)):
             rows[pos].update(depth_codes=codes[j], buffer_codes=buffers[j], depth_updated_mask=masks[j])
             pos += 1
