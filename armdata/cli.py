@@ -2,7 +2,8 @@
 
 Every module named in COMMANDS provides ``configure(parser)`` and ``run(args, beam_args) -> int``.
 Flags a subcommand does not know are handed to it as ``beam_args`` (Beam pipeline options such as
-``--runner=DataflowRunner --project ...``); commands that run no Beam job reject them.
+``--runner=DataflowRunner --project ...``) when Beam knows them; any other is an error naming the closest armdata
+flag. Commands that run no Beam job reject them.
 """
 
 from __future__ import annotations
@@ -69,6 +70,15 @@ def _parser_for(argv: list[str]) -> argparse.ArgumentParser:
     return build_parser()
 
 
+def _own_flags(parser: argparse.ArgumentParser, command: str) -> list[str]:
+    """The long flags the command's own parser defines (for naming the closest one to a typo)."""
+    flags: list[str] = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            flags = [o for a in action.choices[command]._actions for o in a.option_strings if o.startswith("--")]
+    return flags
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser_for(argv)
@@ -87,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     if beam_args and not accepts_beam:
         parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
     try:
+        if beam_args:
+            from armdata.beam_jobs.common import check_beam_args
+
+            check_beam_args(beam_args, _own_flags(parser, args.command))
         return int(run(args, beam_args) or 0)
     except ArmdataError as e:
         return _fail(args, e, str(e))

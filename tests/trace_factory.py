@@ -218,3 +218,113 @@ def standin_molmo2_processor_factory(model_dir: str):
     return StandInMolmo2Processor(
         image_processor=StandInMolmo2ImageProcessor(), video_processor=None, tokenizer=tok, chat_template=_CHAT_TEMPLATE
     )
+
+
+# -- a differently drawn robot: arm, flat-coloured gripper, clutter, scale change, motion blur, JPEG --------------
+
+
+def _arm_pose(wrist: np.ndarray, base: np.ndarray, l1: float, l2: float) -> np.ndarray:
+    """The elbow of a two-link arm from ``base`` reaching ``wrist`` (elbow up), lengths l1, l2 in pixels."""
+    d = wrist - base
+    r = float(np.clip(np.linalg.norm(d), abs(l1 - l2) + 1e-3, l1 + l2 - 1e-3))
+    a = np.arctan2(d[1], d[0])
+    cos_b = (l1 * l1 + r * r - l2 * l2) / (2 * l1 * r)
+    b = np.arccos(np.clip(cos_b, -1, 1))
+    return base + l1 * np.array([np.cos(a - b), np.sin(a - b)])
+
+
+def _clutter_background(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """A dark green work mat with cluttered objects of many colours and a fine sensor-like grain."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    img = np.empty((height, width, 3), np.float32)
+    base = rng.uniform([30, 60, 40], [50, 90, 60])
+    for c in range(3):
+        img[..., c] = base[c] + 25 * (xx / width) - 15 * (yy / height)
+    img = img.clip(0, 255).astype(np.uint8)
+    for _ in range(28):
+        col = tuple(int(x) for x in rng.integers(0, 256, 3))
+        cx, cy = int(rng.integers(0, width)), int(rng.integers(0, height))
+        s = int(rng.integers(6, max(8, width // 9)))
+        if rng.random() < 0.5:
+            cv2.rectangle(img, (cx - s, cy - s // 2), (cx + s, cy + s // 2), col, -1)
+            cv2.rectangle(img, (cx - s, cy - s // 2), (cx + s, cy + s // 2), (20, 20, 20), 1)
+        else:
+            cv2.circle(img, (cx, cy), s // 2 + 2, col, -1, lineType=cv2.LINE_AA)
+    grain = rng.normal(0, 6, (height, width, 1))
+    return (img.astype(np.float32) + grain).clip(0, 255).astype(np.uint8)
+
+
+def _draw_robot(img: np.ndarray, wrist: np.ndarray, size: float, opening: float, base: np.ndarray,
+                l1: float, l2: float, ss: int) -> None:
+    """Draws arm and gripper on ``img`` (supersampled by ``ss``); the gripper's palm centre lies at ``wrist``.
+
+    The gripper is a dark grey body with an orange band and two grey fingers, oriented along the forearm."""
+    elbow = _arm_pose(wrist, base, l1, l2)
+    fore = (wrist - elbow) / max(1e-6, float(np.linalg.norm(wrist - elbow)))
+    side = np.array([-fore[1], fore[0]])
+
+    def P(p):  # to supersampled integer pixels
+        return tuple(int(round(c * ss)) for c in p)
+
+    shift = 0
+    thick = max(2, int(round(0.45 * size * ss)))
+    cv2.line(img, P(base), P(elbow), (190, 195, 205), thick, cv2.LINE_AA, shift)
+    cv2.line(img, P(elbow), P(wrist - 0.45 * size * fore), (170, 175, 190), max(2, int(thick * 0.8)), cv2.LINE_AA)
+    cv2.circle(img, P(elbow), int(0.35 * size * ss), (90, 95, 110), -1, cv2.LINE_AA)
+
+    def quad(centre, half_len, half_wid):
+        c = np.asarray(centre)
+        pts = [c + a * half_len * fore + b * half_wid * side for a, b in ((-1, -1), (1, -1), (1, 1), (-1, 1))]
+        return np.array([P(p) for p in pts], np.int32)
+
+    cv2.fillConvexPoly(img, quad(wrist, 0.3 * size, 0.5 * size), (55, 55, 60), cv2.LINE_AA)
+    cv2.fillConvexPoly(img, quad(wrist - 0.12 * size * fore, 0.06 * size, 0.5 * size), (235, 120, 30), cv2.LINE_AA)
+    for sgn in (-1, 1):
+        fc = wrist + 0.55 * size * fore + sgn * (0.12 + 0.28 * opening) * size * side
+        cv2.fillConvexPoly(img, quad(fc, 0.3 * size, 0.07 * size), (120, 120, 128), cv2.LINE_AA)
+
+
+def drawn_robot_episode(
+    steps: int = 50, height: int = 240, width: int = 320, seed: int = 0, size0: float = 30.0,
+    scale_end: float = 1.7, blur_substeps: int = 6, jpeg_quality: int = 80, speed: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A robot unlike the built-in world: a two-link arm from the bottom edge, a flat dark gripper with an orange
+    band and two fingers that open and close, on a cluttered green mat, at another image size.
+
+    The gripper moves along a smooth path (``speed`` scales its amplitude) while its apparent size goes from
+    ``size0`` to ``size0 * scale_end`` (it comes toward the camera); every frame is the average of
+    ``blur_substeps`` renderings over the exposure (motion blur), then JPEG-compressed as robot datasets store it.
+
+    Returns (frames uint8 [T, H, W, 3], gt_uv float [T, 2] the palm centre, gt_size float [T] in pixels).
+    """
+    rng = np.random.default_rng(seed)
+    bg = _clutter_background(height, width, rng)
+    path = smooth_path(steps + 1, height, width, seed=seed + 100, margin=0.3)
+    centre = path.mean(0)
+    path = centre + speed * (path - centre)
+    sizes = size0 * np.geomspace(1.0, scale_end, steps + 1)
+    opening = 0.5 + 0.5 * np.sin(np.linspace(0, 3 * np.pi, steps + 1) + rng.uniform(0, np.pi))
+    base = np.array([width * rng.uniform(0.35, 0.65), height * 1.15])
+    l1 = l2 = 0.62 * float(np.hypot(height, width))
+    ss = 2
+    big_bg = cv2.resize(bg, (width * ss, height * ss), interpolation=cv2.INTER_NEAREST)
+    frames = np.empty((steps, height, width, 3), np.uint8)
+    gt = np.zeros((steps, 2))
+    gt_size = np.zeros(steps)
+    for t in range(steps):
+        acc = np.zeros((height, width, 3), np.float32)
+        # Exposure from the previous pose to this one: motion blur proportional to speed.
+        for k in range(blur_substeps):
+            a = (k + 1) / blur_substeps if blur_substeps > 1 else 1.0
+            w = (1 - a) * path[t] + a * path[t + 1]
+            img = big_bg.copy()
+            _draw_robot(img, w, (1 - a) * sizes[t] + a * sizes[t + 1],
+                        (1 - a) * opening[t] + a * opening[t + 1], base, l1, l2, ss)
+            acc += cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
+            gt[t] += w / blur_substeps
+            gt_size[t] += ((1 - a) * sizes[t] + a * sizes[t + 1]) / blur_substeps
+        f = (acc / blur_substeps).round().clip(0, 255).astype(np.uint8)
+        ok, buf = cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+        frames[t] = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    # Ground truth: the palm centre averaged over each frame's exposure (where the blurred image shows it).
+    return frames, gt, gt_size

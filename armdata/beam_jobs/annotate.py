@@ -410,7 +410,13 @@ def add_config_flags(parser) -> None:
     parser.add_argument("--tokenizer", help="action tokenizer hub id or local dir (default Qwen/Qwen2-7B)")
     parser.add_argument("--trace-mode", choices=["track", "point-every-frame", "point-keyframes"])
     parser.add_argument("--locator", help="projection | hint | pointer | auto")
-    parser.add_argument("--tracker", help="lk | cotracker | sam2")
+    parser.add_argument("--tracker", help="lk | template | cotracker | sam2 (cotracker/sam2 need --tracker-checkpoint)")
+    parser.add_argument("--tracker-checkpoint", help="cotracker: CoTracker3 .pth; sam2: Sam2Video checkpoint dir or id")
+    parser.add_argument("--tracker-device", help="torch device of the cotracker/sam2 tracker (cuda on GPU workers)")
+    parser.add_argument("--pointer-model", help="pointing VLM (Molmo 2, or Molmo 1 with --pointer-trust-remote-code)")
+    parser.add_argument("--pointer-trust-remote-code", action="store_true", default=None,
+                        help="let a Molmo 1 checkpoint run the code it ships (needed by allenai/Molmo-7B-D-0924)")
+    parser.add_argument("--pointer-device", help="torch device of the pointer (cuda on GPU workers)")
     parser.add_argument("--episodes-per-shard", type=int)
     parser.add_argument("--max-failure-fraction", type=float)
 
@@ -426,6 +432,11 @@ def config_from_args(args) -> AnnotateConfig:
             "trace.mode": args.trace_mode,
             "trace.locator": args.locator,
             "trace.tracker": args.tracker,
+            "trace.tracker_checkpoint": args.tracker_checkpoint,
+            "trace.tracker_device": args.tracker_device,
+            "trace.pointer_model": args.pointer_model,
+            "trace.pointer_trust_remote_code": args.pointer_trust_remote_code,
+            "trace.pointer_device": args.pointer_device,
             "output.episodes_per_shard": args.episodes_per_shard,
             "max_failure_fraction": args.max_failure_fraction,
         },
@@ -441,9 +452,16 @@ def load_statistics(path: str) -> dict:
     return json.loads(fs.read_bytes(path))
 
 
+def check_trace_setup(cfg: AnnotateConfig, sources: list[SourceConfig]) -> None:
+    """A tracker or pointer that cannot run (no checkpoint, a missing extra, an unknown name) fails here, with a
+    named error, before any data is read or any statistics computed."""
+    TraceStageRunner(cfg, sources)
+
+
 def run(args, beam_args) -> int:
     sources = [resolve_source(s) for s in args.source]
     cfg = config_from_args(args)
+    check_trace_setup(cfg, sources)
     stats_path = args.statistics or cfg.actions.statistics or fs.join(args.out, STATS_FILE)
     if not fs.exists(stats_path):
         raise ArmdataError(f"no action statistics at {stats_path}: run `armdata stats` first or use `armdata build`")

@@ -9,7 +9,7 @@ import json
 import logging
 import os
 
-from armdata.beam_jobs.annotate import add_config_flags, config_from_args, annotate_sources
+from armdata.beam_jobs.annotate import add_config_flags, annotate_sources, check_trace_setup, config_from_args
 from armdata.pipeline import fs
 from armdata.pipeline.output.card import write_card, write_run_record
 from armdata.schemas.sample import AUDIT_DIR, INDEX_FILE, SHARDS_DIR, STATS_FILE
@@ -27,6 +27,7 @@ def build(sources, out_dir: str, cfg, beam_args: list[str], argv: list[str] | No
     from armdata.pipeline.output.lock import OutputLock
 
     check_unique_sources(sources)
+    check_trace_setup(cfg, sources)
     out_dir = fs.absolute(out_dir)
     fs.makedirs(out_dir)
     with OutputLock(out_dir):  # held across every step: a second run into this folder is refused

@@ -41,6 +41,56 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     return PipelineOptions(list(beam_args))
 
 
+def beam_option_names() -> set[str]:
+    """Every ``--flag`` Beam's pipeline options define, read from Beam itself: each registered PipelineOptions class
+    adds its flags to a parser, as ``PipelineOptions.get_all_options`` does (runner modules that define their own
+    options, such as the Dask runner's, are imported first where they import)."""
+    import importlib
+
+    from apache_beam.options import pipeline_options as po
+
+    for module in ("apache_beam.runners.dask.dask_runner",):
+        try:
+            importlib.import_module(module)
+        except ImportError:  # that runner's packages are not installed: its flags are not usable either
+            pass
+    parser = po._BeamArgumentParser(allow_abbrev=False)
+    seen: dict[str, type] = {}
+    for cls in po.PipelineOptions.__subclasses__():
+        seen.setdefault(str(cls), cls)
+    for cls in seen.values():
+        cls._add_argparse_args(parser)
+    return {opt for action in parser._actions for opt in action.option_strings if opt.startswith("--")}
+
+
+def check_beam_args(beam_args: list[str], own_flags: list[str]) -> None:
+    """Every flag armdata did not know must be a Beam pipeline option; otherwise an ArmdataError naming the
+    closest armdata flag (or Beam option) instead of handing a typo silently to Beam."""
+    import difflib
+
+    known = None
+    for arg in beam_args:
+        if not arg.startswith("-") or arg == "--" or _is_number(arg):
+            continue
+        name = arg.split("=", 1)[0]
+        known = known if known is not None else beam_option_names()
+        if name in known:
+            continue
+        own = difflib.get_close_matches(name.replace("_", "-"), own_flags, n=1, cutoff=0.6)
+        beam_near = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)
+        hint = (f"did you mean {own[0]}?" if own else f"did you mean the Beam option {beam_near[0]}?" if beam_near
+                else "it is neither an armdata flag (see --help) nor a Beam pipeline option")
+        raise ArmdataError(f"unknown flag {name}: {hint}")
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
+
+
 def make_pipeline(beam_args: list[str]) -> beam.Pipeline:
     """A pipeline on the runner the flags name; locally Beam's in-process FnApiRunner (no network attempt).
 

@@ -69,3 +69,14 @@ class RecordError(ArmdataError):
     def from_dict(cls, d: dict) -> "RecordError":
         return cls(d["source"], d.get("episode"), d.get("step"), d["field"], d["kind"], d["message"],
                    bool(d.get("fatal", False)))
+
+
+class MissingExtraError(ArmdataError):
+    """A model family's optional packages are not installed: names the extra that installs them."""
+
+    def __init__(self, extra: str, what: str, missing: list[str], note: str = ""):
+        self.extra = extra
+        self.missing = list(missing)
+        text = (f"{what} needs the optional extra [{extra}] (missing: {', '.join(missing)}): "
+                f"pip install 'armdata[{extra}]'")
+        super().__init__(text + (f". {note}" if note else ""))

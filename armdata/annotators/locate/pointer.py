@@ -25,6 +25,7 @@ import numpy as np
 
 from armdata.annotators.locate.base import LOCATORS, LocateResult, check_frame_indices
 from armdata.annotators.locate.parse import choose_point, parse_points
+from armdata.annotators.extras import require_extra
 from armdata.schemas.errors import ArmdataError
 from armdata.schemas.records import StandardEpisode
 from armdata.schemas.source import SourceConfig
@@ -108,6 +109,8 @@ class PointerLocator:
         cfg = self.cfg
         if cfg.device.startswith("cuda") and not torch.cuda.is_available():
             raise ArmdataError(f"pointer: device {cfg.device!r} asked for but CUDA is not available")
+        if self._processor_factory is None:  # Molmo's own processors need torchvision
+            require_extra("molmo", "the pointer locator (Molmo)")
         model_type = _read_model_type(cfg.model)
         dtype = cfg.dtype if cfg.dtype == "auto" else getattr(torch, cfg.dtype)
         if model_type == "molmo2":

@@ -3,10 +3,11 @@
 CoTracker3's code and weights are licensed CC-BY-NC 4.0 (non-commercial): armdata does not ship or install them,
 and records the license in the provenance of every output made with it. Install them yourself:
 
-    pip install git+https://github.com/facebookresearch/co-tracker
+    pip install 'armdata[cotracker]'   # = pip install git+https://github.com/facebookresearch/co-tracker
     # checkpoints from https://huggingface.co/facebook/cotracker3 : scaled_offline.pth, scaled_online.pth
 
-then pass ``checkpoint=/path/to/scaled_offline.pth`` (offline) or ``scaled_online.pth`` (online).
+then pass ``--tracker cotracker --tracker-checkpoint /path/to/scaled_offline.pth`` (offline) or
+``scaled_online.pth`` (online); ``--tracker-device cuda`` on GPU workers.
 
 Offline mode sees the whole video at once (best quality, memory grows with T: long videos run out of GPU memory);
 online mode slides a window of ``window_len`` frames with half-window steps and tracks backwards on the reversed
@@ -25,17 +26,24 @@ from typing import Any, Literal
 
 import numpy as np
 
+from armdata.annotators.extras import require_extra
 from armdata.annotators.track.base import TRACKERS, TrackResult, check_inputs
 from armdata.schemas.errors import ArmdataError
 
 NAME = "cotracker"
 LICENSE = "CC-BY-NC-4.0 (CoTracker3 code and weights, facebookresearch/co-tracker): non-commercial use only"
-INSTALL = (
-    "CoTracker3 is not installed. It is licensed CC-BY-NC 4.0 and armdata does not ship it. Install it with\n"
-    "  pip install git+https://github.com/facebookresearch/co-tracker\n"
-    "and download scaled_offline.pth / scaled_online.pth from https://huggingface.co/facebook/cotracker3, then pass\n"
-    "the checkpoint path (--tracker cotracker --cotracker-checkpoint PATH)."
+CHECKPOINT_HELP = (
+    "give the CoTracker3 checkpoint with --tracker-checkpoint PATH (or --set trace.tracker_checkpoint=PATH): "
+    "scaled_offline.pth or scaled_online.pth from https://huggingface.co/facebook/cotracker3"
 )
+
+
+def check_checkpoint(checkpoint: str | None) -> None:
+    """A named error where the checkpoint is not given or not there (the driver calls it before a job starts)."""
+    if not checkpoint:
+        raise ArmdataError(f"the cotracker tracker needs a checkpoint: {CHECKPOINT_HELP}")
+    if "://" not in checkpoint and not os.path.exists(checkpoint):
+        raise ArmdataError(f"CoTracker3 checkpoint not found: {checkpoint!r}; {CHECKPOINT_HELP}")
 
 
 class CoTrackerTracker:
@@ -67,12 +75,10 @@ class CoTrackerTracker:
     def setup(self) -> None:
         if self._offline is not None or self._online is not None:
             return
-        try:
-            from cotracker.predictor import CoTrackerOnlinePredictor, CoTrackerPredictor
-        except ImportError:
-            raise ArmdataError(INSTALL) from None
-        if not self.checkpoint or not os.path.exists(self.checkpoint):
-            raise ArmdataError(f"CoTracker3 checkpoint not found: {self.checkpoint!r}.\n{INSTALL}")
+        require_extra("cotracker", "the cotracker tracker")
+        check_checkpoint(self.checkpoint)
+        from cotracker.predictor import CoTrackerOnlinePredictor, CoTrackerPredictor
+
         online = self.mode == "online" or "online" in os.path.basename(self.checkpoint)
         if online:
             kw = {"window_len": self.window_len} if self.window_len else {}

@@ -13,10 +13,18 @@ from typing import Any
 
 import numpy as np
 
+from armdata.annotators.extras import require_extra
 from armdata.annotators.track.base import TRACKERS, TrackResult, check_inputs
 from armdata.schemas.errors import ArmdataError
 
 NAME = "sam2"
+
+
+def check_checkpoint(model: str | None) -> None:
+    """A named error where no checkpoint is given (the driver calls it before a job starts)."""
+    if not model:
+        raise ArmdataError("the sam2 tracker needs a model: --tracker-checkpoint DIR_OR_HUB_ID (or --set "
+                           "trace.tracker_checkpoint=...), a Sam2Video checkpoint in the transformers format")
 
 
 class Sam2Tracker:
@@ -34,15 +42,12 @@ class Sam2Tracker:
     def setup(self) -> None:
         if self.model is not None:
             return
-        if not self.model_id:
-            raise ArmdataError("sam2 tracker: give model= (a local Sam2Video checkpoint directory or hub id)")
-        try:
-            from transformers import Sam2VideoModel, Sam2VideoProcessor
+        check_checkpoint(self.model_id)
+        require_extra("sam2", "the sam2 tracker")
+        from transformers import Sam2VideoModel, Sam2VideoProcessor
 
-            self.processor = Sam2VideoProcessor.from_pretrained(self.model_id)
-            self.model = Sam2VideoModel.from_pretrained(self.model_id).to(self.device).eval()
-        except ImportError as e:
-            raise ArmdataError(f"sam2 tracker: transformers' SAM2 video needs torchvision ({e})") from None
+        self.processor = Sam2VideoProcessor.from_pretrained(self.model_id)
+        self.model = Sam2VideoModel.from_pretrained(self.model_id).to(self.device).eval()
 
     def provenance(self) -> dict[str, Any]:
         return {"tracker": NAME, "model": self.model_id, "license": "Apache-2.0 (SAM 2)"}

@@ -230,6 +230,14 @@ class TraceStageRunner:
         self.sources = {s.name: s for s in sources}
         self.locator_of = {s.name: locator_for(cfg, s) for s in sources}  # fails at construction, not in workers
         self.batch_size = cfg.batch.pointer.for_device(self.trace_config("hint").pointer_device)
+        from armdata.pipeline.stages.trace import check_trace_parts
+
+        for locator in sorted(set(self.locator_of.values())):
+            try:
+                tc = self.trace_config(locator)
+            except ValueError as e:
+                raise ArmdataError(f"trace settings: {e}") from None
+            check_trace_parts(tc)
         self.annotators: dict[str, Any] = {}
 
     def trace_config(self, locator: str):
@@ -237,7 +245,9 @@ class TraceStageRunner:
 
         t = self.cfg.trace
         return TraceConfig(mode=t.mode, locator=locator, tracker=t.tracker, keyframe_every=t.keyframe_every,
-                           pointer_model=t.pointer_model)
+                           pointer_model=t.pointer_model, pointer_trust_remote_code=t.pointer_trust_remote_code,
+                           pointer_device=t.pointer_device, pointer_arm=t.pointer_arm, tracker_checkpoint=t.tracker_checkpoint,
+                           tracker_device=t.tracker_device, disagreement_px=t.disagreement_px)
 
     def setup(self) -> None:
         from armdata.pipeline.stages.trace import TraceAnnotator

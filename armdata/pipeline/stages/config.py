@@ -39,6 +39,12 @@ class TraceSettings(_Section):
     tracker: str = Field("lk", description="lk (default, no weights) | cotracker | sam2")
     keyframe_every: int = Field(10, description="point-keyframes: frames between pointer calls")
     pointer_model: str | None = Field(None, description="pointing VLM hub id or local dir (pointer locator)")
+    pointer_trust_remote_code: bool = Field(False, description="let Molmo 1 checkpoints run their shipped code")
+    pointer_device: str = Field("cpu", description="pointer's torch device (cuda on GPU workers)")
+    pointer_arm: Literal["left", "right"] | None = Field(None, description="two-arm robots: which gripper")
+    tracker_checkpoint: str | None = Field(None, description="cotracker: CoTracker3 .pth; sam2: Sam2Video dir or id")
+    tracker_device: str = Field("cpu", description="cotracker/sam2 torch device (cuda on GPU workers)")
+    disagreement_px: float = Field(6.0, description="point-keyframes: located vs tracked distance that is disputed")
 
 
 class ActionSettings(_Section):

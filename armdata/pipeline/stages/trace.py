@@ -24,10 +24,12 @@ from typing import Any, Literal
 
 import numpy as np
 
+from armdata.annotators.extras import require_extra
 from armdata.annotators.locate import LOCATORS, LocateResult, Locator
 from armdata.annotators.locate.pointer import PointerConfig, PointerLocator
 from armdata.annotators.trace import NO_TRACE_FLAG, build_traces
 from armdata.annotators.track import TRACKERS, Tracker
+from armdata.schemas.errors import ArmdataError
 from armdata.schemas.records import StandardEpisode
 from armdata.schemas.source import SourceConfig
 
@@ -68,7 +70,8 @@ class TraceConfig:
         if self.keyframe_every < 1:
             raise ValueError("keyframe_every must be >= 1")
         if self.locator == "pointer" and self.pointer_model is None:
-            raise ValueError("the pointer locator needs pointer_model (a checkpoint directory or hub id)")
+            raise ValueError("the pointer locator needs pointer_model (a checkpoint directory or hub id): "
+                             "--pointer-model or --set trace.pointer_model=...")
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,27 @@ def build_locator(cfg: TraceConfig) -> Locator:
     if cfg.locator == "projection":
         return LOCATORS.create("projection", gripper_size_m=cfg.gripper_size_m)
     return LOCATORS.create(cfg.locator)
+
+
+def check_trace_parts(cfg: TraceConfig) -> None:
+    """Fail before a job starts, with a named error, where the configured tracker or pointer cannot run: an unknown
+    tracker, a model tracker without its checkpoint, or a model family whose optional extra is not installed."""
+    if cfg.tracker not in TRACKERS:
+        raise ArmdataError(f"unknown tracker {cfg.tracker!r} (--tracker / trace.tracker); known: "
+                           f"{', '.join(TRACKERS.names())}")
+    if cfg.locator == "pointer":
+        require_extra("molmo", "the pointer locator (--locator pointer)")
+    if cfg.mode != "point-every-frame":
+        if cfg.tracker == "cotracker":
+            from armdata.annotators.track.cotracker import check_checkpoint
+
+            require_extra("cotracker", "the cotracker tracker (--tracker cotracker)")
+            check_checkpoint(cfg.tracker_checkpoint)
+        elif cfg.tracker == "sam2":
+            from armdata.annotators.track.sam2 import check_checkpoint as check_sam2
+
+            check_sam2(cfg.tracker_checkpoint)
+            require_extra("sam2", "the sam2 tracker (--tracker sam2)")
 
 
 def build_tracker(cfg: TraceConfig) -> Tracker:
