@@ -13,6 +13,7 @@ from armdata.annotators.trace import NO_TRACE_FLAG
 from armdata.pipeline.audit.trace_eval import StandInPointerFromGroundTruth, evaluate_traces, ground_truth, summarize
 from armdata.pipeline.stages.trace import (
     FLAG_DISAGREE,
+    FLAG_DRIFT,
     FLAG_LOST,
     FLAG_NO_SEED,
     EpisodePoints,
@@ -193,3 +194,59 @@ def test_sample_world_track_lk_projection_trace_error_is_small():
     pooled = summarize(errs)
     assert pooled["n"] > 300
     assert pooled["mean"] <= 3.0, pooled
+
+
+# -- the keyframe rule on a differently drawn robot: evidence decides between located points and tracks -----------
+
+
+def _drawn(seed: int):
+    from trace_factory import drawn_robot_episode
+
+    frames, gt, _ = drawn_robot_episode(seed=seed)
+    ep = make_episode(frames, metadata={"gripper_uv": gt.astype(np.float32), "gripper_visible": np.ones(len(gt), bool)})
+    return ep, gt
+
+
+def test_point_keyframes_keeps_located_points_where_the_tracker_drifted():
+    """LK drifts on this robot (it was seen 8 px off on a keyframe a correct pointer found): the located points win,
+    every keyframe keeps its point, nothing is flagged as the pointer's mistake."""
+    disputes = 0
+    for seed in range(4):
+        ep, gt = _drawn(seed)
+        cfg = TraceConfig(mode="point-keyframes", locator="pointer", pointer_model="x", tracker="lk")
+        pts = TraceAnnotator(cfg, locator=StandInPointerFromGroundTruth(noise_px=0.0)).annotate(ep, make_source())
+        keys = pts.provenance["keyframes"]
+        assert pts.provenance["anchors"] == keys
+        assert not any(FLAG_DISAGREE in f for f in pts.flags)
+        assert np.linalg.norm(pts.points_uv[keys] - gt[keys], axis=1).max() <= 3.0  # averaged only with agreeing tracks
+        for k, d in pts.provenance["disputes"].items():
+            disputes += 1
+            assert d["decision"] == "located" and d["tracker_off_px"] > cfg.disagreement_px
+            assert FLAG_DRIFT in pts.flags[k]
+    assert disputes >= 1  # the tracker did drift somewhere: the rule was exercised
+
+
+class _OutlierAt24(StandInPointerFromGroundTruth):
+    """The stand-in pointer, right everywhere except keyframe 24, where it answers 30 px to the right."""
+
+    def locate(self, episode, source, frame_indices):
+        out = super().locate(episode, source, frame_indices)
+        return [LocateResult((r.uv[0] + 30.0, r.uv[1]), r.confidence, r.method) if i == 24 else r
+                for i, r in zip(frame_indices, out)]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_point_keyframes_drops_an_outlying_located_point_when_reliable_tracks_disagree(seed):
+    ep, gt = _drawn(seed)
+    cfg = TraceConfig(mode="point-keyframes", locator="pointer", pointer_model="x", tracker="template")
+    pts = TraceAnnotator(cfg, locator=_OutlierAt24(noise_px=0.0)).annotate(ep, make_source())
+    d = pts.provenance["disputes"]
+    assert d[24]["decision"] == "tracker" and d[24]["located_off_px"] == pytest.approx(30.0, abs=2.0)
+    assert all(e <= cfg.disagreement_px for e in d[24]["round_trip_px"].values())
+    assert [i for i, f in enumerate(pts.flags) if FLAG_DISAGREE in f] == [24]
+    assert pts.provenance["anchors"] == [0, 12, 37, 49]
+    # Its neighbours' tracks from the wrong point missed them, but they are corroborated from the other side: kept.
+    assert d[12]["decision"] == "located" and d[37]["decision"] == "located"
+    assert pts.visible[24] and np.linalg.norm(pts.points_uv[24] - gt[24]) <= 3.0
+    ok = pts.visible
+    assert ok.mean() >= 0.9 and np.linalg.norm(pts.points_uv[ok] - gt[ok], axis=1).mean() <= 2.0

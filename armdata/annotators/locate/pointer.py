@@ -109,9 +109,9 @@ class PointerLocator:
         cfg = self.cfg
         if cfg.device.startswith("cuda") and not torch.cuda.is_available():
             raise ArmdataError(f"pointer: device {cfg.device!r} asked for but CUDA is not available")
-        if self._processor_factory is None:  # Molmo's own processors need torchvision
-            require_extra("molmo", "the pointer locator (Molmo)")
         model_type = _read_model_type(cfg.model)
+        if self._processor_factory is None and (model_type == "molmo2" or cfg.trust_remote_code):
+            require_extra("molmo", "the pointer locator (Molmo)")  # Molmo's own processors need torchvision
         dtype = cfg.dtype if cfg.dtype == "auto" else getattr(torch, cfg.dtype)
         if model_type == "molmo2":
             self.family = "molmo2"

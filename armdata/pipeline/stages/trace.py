@@ -5,9 +5,15 @@ Modes (``TraceConfig.mode``):
   locator is the pointer).
 - ``track``: locate once (the first frame the locator finds the gripper on), then track both ways to the ends.
 - ``point-keyframes``: locate on ceil(T / K) keyframes spread from the first frame to the last, track between
-  consecutive found keyframes from both ends, blend the two tracks by distance, and re-anchor at each keyframe. A
-  keyframe whose located point disagrees by more than ``disagreement_px`` with every track arriving from its
-  neighbouring keyframes is flagged and dropped as an anchor (the tracks fill it).
+  consecutive found keyframes from both ends, blend the two tracks by distance, and re-anchor at each keyframe.
+  Where a located point and the tracks arriving on it disagree (by more than ``disagreement_px``), evidence decides,
+  never a standing preference for the tracker: a keyframe corroborated by a neighbour (a track between them agrees
+  with both located points) is kept and the disagreeing tracks are marked as drift; an uncorroborated one is
+  dropped as the locator's mistake (flag ``pointer_tracker_disagree``) only when a track from a corroborated
+  neighbour disagrees with it and passes the segment's forward-backward round trip; otherwise it is kept, flagged
+  ``tracker_drift``. Between keyframes, frames where the tracks from the two ends disagree get no point
+  (``tracker_drift``): one of them drifted and nothing says which. Each decision is in the provenance
+  (``disputes``).
 
 A frame without a trusted point is NaN with visible False and a flag saying why: the trace builder then skips it,
 and a step with no valid future point gets no trace (never a made-up one).
@@ -42,6 +48,7 @@ FLAG_NOT_FOUND = "locator_not_found"  # + ":" + the locator's reason
 FLAG_LOST = "tracker_lost"
 FLAG_DISAGREE = "pointer_tracker_disagree"
 FLAG_NO_SEED = "no_seed"
+FLAG_DRIFT = "tracker_drift"  # tracks disagree with a located point that other evidence supports, or with each other
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,32 @@ class EpisodePoints:
         traces = build_traces(self.points_uv, self.visible, height, width, max_points)
         flags = [list(f) + ([NO_TRACE_FLAG] if tr is None else []) for f, tr in zip(self.flags, traces)]
         return traces, flags
+
+
+def _dist(x, y) -> float:
+    return float(np.linalg.norm(np.asarray(x, np.float64) - np.asarray(y, np.float64)))
+
+
+def _arrivals(segs: dict) -> dict[int, list[np.ndarray]]:
+    """keyframe -> the points where tracks from its neighbouring keyframes arrive on it (visible ones)."""
+    arr: dict[int, list[np.ndarray]] = {}
+    for (a, c), res in segs.items():
+        if res.visible[-1, 0]:
+            arr.setdefault(c, []).append(res.tracks[-1, 0])
+        if res.visible[0, 1]:
+            arr.setdefault(a, []).append(res.tracks[0, 1])
+    return arr
+
+
+def _arrivals_from(segs: dict, k: int) -> dict[int, np.ndarray]:
+    """neighbour keyframe -> where its track arrives on keyframe k (visible ones only)."""
+    out = {}
+    for (a, c), res in segs.items():
+        if c == k and res.visible[-1, 0]:
+            out[a] = res.tracks[-1, 0]
+        if a == k and res.visible[0, 1]:
+            out[c] = res.tracks[0, 1]
+    return out
 
 
 class _Builder:
@@ -333,6 +366,66 @@ class TraceAnnotator:
             out[(a, c)] = self.tracker.track(ep.primary[a : c + 1], q, size_px=size)
         return out
 
+    def _judge_keyframes(self, ep: StandardEpisode, located: dict, anchors: list[int], segs: dict,
+                         size: float | None, b: _Builder, disagreements: dict, prov: dict) -> list[int]:
+        """Which located keyframes are the locator's mistakes, decided by evidence (see the module docstring).
+
+        Two neighbouring keyframes corroborate each other when a track from one arrives within disagreement_px
+        of the other's located point. A corroborated keyframe is kept, whatever the other tracks say (they
+        drifted). An uncorroborated one is dropped only when a track from a corroborated neighbour disagrees with
+        it and that track is reliable: tracked back from where it arrived, it returns to its own start (the
+        forward-backward round trip over the segment). Otherwise the located point stays, flagged: the tracker
+        is not trusted over the locator without evidence. Returns the dropped keyframes."""
+        thr = self.cfg.disagreement_px
+        pairs = list(zip(anchors[:-1], anchors[1:]))
+        agree: dict[tuple[int, int], bool] = {}
+        for a, c in pairs:
+            res = segs[(a, c)]
+            fwd = res.visible[-1, 0] and _dist(res.tracks[-1, 0], located[c].uv) <= thr
+            bwd = res.visible[0, 1] and _dist(res.tracks[0, 1], located[a].uv) <= thr
+            agree[(a, c)] = bool(fwd or bwd)
+        neighbours = {k: [n for pair in pairs if k in pair for n in pair if n != k] for k in anchors}
+        corroborated = {k for (a, c), ok in agree.items() if ok for k in (a, c)}
+        dropped, disputes = [], {}
+        for k in anchors:
+            arrivals = _arrivals_from(segs, k)
+            far = {n: _dist(x, located[k].uv) for n, x in arrivals.items() if _dist(x, located[k].uv) > thr}
+            if not far:
+                continue
+            if k in corroborated:  # the located point is right; the tracks that missed it drifted
+                disputes[k] = {"decision": "located", "corroborated_by": [n for n in neighbours[k]
+                                                                           if agree[tuple(sorted((k, n)))]],
+                               "tracker_off_px": round(max(far.values()), 2)}
+                b.flags[k].append(FLAG_DRIFT)
+                continue
+            fb = {n: self._round_trip_px(ep, located, n, k, arrivals[n], size) for n in far if n in corroborated}
+            reliable = {n: e for n, e in fb.items() if e <= thr}
+            if reliable:
+                disagreements[k] = min(far[n] for n in reliable)
+                b.flags[k].append(FLAG_DISAGREE)
+                dropped.append(k)
+                disputes[k] = {"decision": "tracker", "located_off_px": round(disagreements[k], 2),
+                               "round_trip_px": {int(n): round(e, 2) for n, e in reliable.items()}}
+            else:
+                b.flags[k].append(FLAG_DRIFT)
+                disputes[k] = {"decision": "located", "reason": "no reliable track disagrees",
+                               "round_trip_px": {int(n): round(e, 2) for n, e in fb.items()},
+                               "tracker_off_px": round(max(far.values()), 2)}
+        prov["disputes"] = {int(k): v for k, v in disputes.items()}
+        if len(dropped) == len(anchors):  # nothing would be left to anchor on: keep the locator's answers
+            for k in dropped:
+                b.flags[k].remove(FLAG_DISAGREE)
+            disagreements.clear()
+            return []
+        return dropped
+
+    def _round_trip_px(self, ep: StandardEpisode, located: dict, n: int, k: int, x, size: float | None) -> float:
+        """Track from x at frame k back to keyframe n: how far from n's located point it lands (inf if lost)."""
+        lo, hi = min(n, k), max(n, k)
+        res = self.tracker.track(ep.primary[lo : hi + 1], np.array([[k - lo, *x]]), size_px=size)
+        j = n - lo
+        return _dist(res.tracks[j, 0], located[n].uv) if res.visible[j, 0] else math.inf
+
     def _keyframes(self, ep: StandardEpisode, source: SourceConfig, b: _Builder, prov: dict) -> None:
         t = ep.num_steps
         keys = keyframes(t, self.cfg.keyframe_every)
@@ -353,32 +446,13 @@ class TraceAnnotator:
         size = float(np.median(sizes)) if sizes else None
         segs = self._segments(ep, located, anchors, size)
 
-        # Each keyframe is checked by the tracks arriving from its neighbouring keyframes. One that disagrees with
-        # every arrival is the locator's mistake: flagged, dropped as an anchor, and filled by the tracker. One that
-        # disagrees on one side only is right; the mistake is the neighbour's, caught at the neighbour.
-        def arrivals(segs: dict) -> dict[int, list[np.ndarray]]:
-            arr: dict[int, list[np.ndarray]] = {}
-            for (a, c), res in segs.items():
-                if res.visible[-1, 0]:
-                    arr.setdefault(c, []).append(res.tracks[-1, 0])
-                if res.visible[0, 1]:
-                    arr.setdefault(a, []).append(res.tracks[0, 1])
-            return arr
-
-        arr = arrivals(segs)
-        dropped = []
-        for k in anchors:
-            d = [float(np.linalg.norm(x - np.asarray(located[k].uv))) for x in arr.get(k, [])]
-            if d and min(d) > self.cfg.disagreement_px:
-                disagreements[k] = min(d)
-                b.flags[k].append(FLAG_DISAGREE)
-                dropped.append(k)
-        if dropped and len(dropped) < len(anchors):
+        dropped = self._judge_keyframes(ep, located, anchors, segs, size, b, disagreements, prov)
+        if dropped:
             anchors = [k for k in anchors if k not in dropped]
             for k in dropped:  # the locator's point there is not kept; the tracks fill the frame below
                 b.vis[k], b.uv[k], b.method[k], b.conf[k] = False, np.nan, "", 0.0
             segs = self._segments(ep, located, anchors, size)
-            arr = arrivals(segs)
+        arr = _arrivals(segs)
         prov["anchors"] = anchors
 
         for (a, c), res in segs.items():
@@ -387,7 +461,10 @@ class TraceAnnotator:
                 i = a + j
                 va, vc = bool(res.visible[j, 0]), bool(res.visible[j, 1])
                 w = j / (c - a)
-                if va and vc:
+                if va and vc and np.linalg.norm(res.tracks[j, 0] - res.tracks[j, 1]) > self.cfg.disagreement_px:
+                    # The tracks from the two ends disagree: at least one drifted, and nothing says which.
+                    b.flags[i].append(FLAG_DRIFT)
+                elif va and vc:
                     uv = (1 - w) * res.tracks[j, 0] + w * res.tracks[j, 1]
                     conf = max(self._track_conf(ra.confidence, j), self._track_conf(rc.confidence, c - a - j))
                     b.put(i, uv, f"blend:{self.tracker.name}", conf)
