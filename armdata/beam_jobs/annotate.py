@@ -455,7 +455,11 @@ def load_statistics(path: str) -> dict:
 def check_trace_setup(cfg: AnnotateConfig, sources: list[SourceConfig]) -> None:
     """A tracker or pointer that cannot run (no checkpoint, a missing extra, an unknown name) fails here, with a
     named error, before any data is read or any statistics computed."""
-    TraceStageRunner(cfg, sources)
+    from armdata.pipeline.stages.trace import check_trace_extras
+
+    runner = TraceStageRunner(cfg, sources)
+    for locator in sorted(set(runner.locator_of.values())):
+        check_trace_extras(runner.trace_config(locator))
 
 
 def run(args, beam_args) -> int:

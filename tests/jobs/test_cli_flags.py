@@ -56,6 +56,7 @@ def _run(argv, capsys) -> tuple[int, str]:
 
 @pytest.mark.skipif(importlib.util.find_spec("cotracker") is not None, reason="cotracker is installed here")
 def test_cotracker_without_its_extra_names_the_extra(tmp_path, capsys):
+    (tmp_path / "scaled_offline.pth").write_bytes(b"")
     rc, err = _run(["annotate", "--source", "sample", "--out", str(tmp_path), "--tracker", "cotracker",
                     "--tracker-checkpoint", str(tmp_path / "scaled_offline.pth")], capsys)
     assert rc == 2

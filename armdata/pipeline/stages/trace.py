@@ -199,24 +199,27 @@ def build_locator(cfg: TraceConfig) -> Locator:
 
 
 def check_trace_parts(cfg: TraceConfig) -> None:
-    """Fail before a job starts, with a named error, where the configured tracker or pointer cannot run: an unknown
-    tracker, a model tracker without its checkpoint, or a model family whose optional extra is not installed."""
+    """Fail before a job starts, with a named error, where the configured tracker cannot run: an unknown name, or
+    a model tracker without its checkpoint."""
     if cfg.tracker not in TRACKERS:
         raise ArmdataError(f"unknown tracker {cfg.tracker!r} (--tracker / trace.tracker); known: "
                            f"{', '.join(TRACKERS.names())}")
+    if cfg.mode != "point-every-frame" and cfg.tracker == "cotracker":
+        from armdata.annotators.track.cotracker import check_checkpoint
+
+        check_checkpoint(cfg.tracker_checkpoint)
+    elif cfg.mode != "point-every-frame" and cfg.tracker == "sam2":
+        from armdata.annotators.track.sam2 import check_checkpoint as check_sam2
+
+        check_sam2(cfg.tracker_checkpoint)
+
+
+def check_trace_extras(cfg: TraceConfig) -> None:
+    """A MissingExtraError naming the optional extra the configured pointer or tracker needs and lacks here."""
     if cfg.locator == "pointer":
         require_extra("molmo", "the pointer locator (--locator pointer)")
-    if cfg.mode != "point-every-frame":
-        if cfg.tracker == "cotracker":
-            from armdata.annotators.track.cotracker import check_checkpoint
-
-            require_extra("cotracker", "the cotracker tracker (--tracker cotracker)")
-            check_checkpoint(cfg.tracker_checkpoint)
-        elif cfg.tracker == "sam2":
-            from armdata.annotators.track.sam2 import check_checkpoint as check_sam2
-
-            check_sam2(cfg.tracker_checkpoint)
-            require_extra("sam2", "the sam2 tracker (--tracker sam2)")
+    if cfg.mode != "point-every-frame" and cfg.tracker in ("cotracker", "sam2"):
+        require_extra(cfg.tracker, f"the {cfg.tracker} tracker (--tracker {cfg.tracker})")
 
 
 def build_tracker(cfg: TraceConfig) -> Tracker:
