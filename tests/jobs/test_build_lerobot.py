@@ -131,3 +131,20 @@ def test_lerobot_source_read_by_two_beam_worker_processes(lerobot_data, tmp_path
     for k in a:  # merged in another order across workers: equal up to float summation order
         assert a[k] == pytest.approx(b[k], rel=1e-12, abs=1e-15), k
     assert one["toy"]["num_trajectories"] == 5 and one["toy"]["num_transitions"] == 28
+
+
+def test_a_bad_lerobot_episode_is_a_dead_letter_and_the_rest_is_built(model_cfg, tmp_path):
+    from armdata.beam_jobs.common import read_failures
+
+    ds = lf.write_v30(tmp_path / "toy_bad", lf.make_episodes(4, lengths=[5, 4, 6, 5], seed=7), episodes_per_file=1)
+    (ds.root / f"videos/{lf.CAMERAS[0]}/chunk-000/file-002.mp4").unlink()  # episode 2's front camera
+    src = load_source(_write_source(tmp_path / "src", ds.source("toy"), "toy"))
+    out = tmp_path / "out"
+    build([src], str(out), model_cfg.model_copy(update={"max_failure_fraction": 0.5}), [], audit=False)
+    fails = read_failures(str(out))
+    assert [(f["episode"], f["kind"], f["field"]) for f in fails] == [
+        ("train-00000-000002", "missing_video", lf.CAMERAS[0])]
+    assert "dataset toy_bad episode 2" in fails[0]["message"]
+    got = _samples(out)
+    assert {k.split("__")[1] for k in got} == {f"train-00000-{i:06d}" for i in (0, 1, 3)}
+    assert len(got) == 5 + 4 + 5

@@ -194,3 +194,17 @@ def test_image_features_stored_in_parquet_are_read_exactly(tmp_path):
     for g, e in zip(got, eps):
         np.testing.assert_array_equal(g.frames[lf.CAMERAS[1]], e.frames[lf.CAMERAS[1]])  # PNG: lossless
         np.testing.assert_array_equal(g.frames[lf.CAMERAS[0]], reference[e.index][lf.CAMERAS[0]])
+
+
+def test_splits_of_info_json_choose_the_episodes(v30):
+    from armdata.pipeline.sources.rlds import DataLocationError
+
+    info_path = v30.root / "meta/info.json"
+    info = json.loads(info_path.read_text())
+    info["splits"] = {"train": "0:3", "val": "3:4"}
+    info_path.write_text(json.dumps(info))
+    assert LeRobotEpisodeReader(_source(v30)).episode_keys() == [f"train-00000-{i:06d}" for i in range(3)]
+    val = _source(v30, data={"dir": str(v30.root), "format": "lerobot", "split": "val"})
+    assert [e.episode_key for e in read_episodes(val)] == ["val-00000-000003"]
+    with pytest.raises(DataLocationError, match="unknown split 'test' in dataset bad_v30; splits that exist: train, val"):
+        LeRobotEpisodeReader(_source(v30, data={"dir": str(v30.root), "format": "lerobot", "split": "test"})).check()

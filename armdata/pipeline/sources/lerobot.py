@@ -412,10 +412,28 @@ class LeRobotEpisodeReader:
             msg = check_schema(ds, pq.read_schema(first), str(first.relative_to(ds.root)))
             if msg:
                 raise LeRobotFormatError(f"dataset {ds.name}: {msg}")
+        self._split_range()
         return ds
 
     def episode_keys(self) -> list[str]:
-        return [episode_key(e.index, self.source.data.split) for e in self.dataset.episodes]
+        """The keys of the source's split: info.json ``splits`` maps a name to an episode range ``"start:end"``
+        (LeRobot writes ``{"train": "0:N"}``); a dataset without ``splits`` is all ``train``."""
+        lo, hi = self._split_range()
+        return [episode_key(e.index, self.source.data.split) for e in self.dataset.episodes if lo <= e.index < hi]
+
+    def _split_range(self) -> tuple[int, int]:
+        from armdata.pipeline.sources.rlds import DataLocationError
+
+        ds, split = self.dataset, self.source.data.split
+        splits = ds.info.get("splits") or {"train": f"0:{len(ds.episodes)}"}
+        if split not in splits:
+            raise DataLocationError(f"source {self.source.name}: unknown split {split!r} in dataset {ds.name}; "
+                                    f"splits that exist: {', '.join(sorted(splits))}")
+        try:
+            lo, hi = (int(x) for x in str(splits[split]).split(":"))
+        except ValueError:
+            raise LeRobotFormatError(f"dataset {ds.name}: split {split!r} is {splits[split]!r}, not 'start:end'") from None
+        return lo, hi
 
     def _data_file(self, rel: str, key: str) -> _DataFile:
         """The data file's handle, checked against the features once per file (the last one is kept)."""
