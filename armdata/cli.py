@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         # Beam, absl and TF log every bundle and file at INFO; armdata's own INFO lines stay.
         for noisy in ("apache_beam", "absl", "tensorflow"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+        # Beam logs a failing bundle's traceback before re-raising it; armdata prints the error once (-v: all).
+        logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
     mod = importlib.import_module(args._module)
     run = getattr(mod, f"run_{args.command.replace('-', '_')}", None) or mod.run
     accepts_beam = getattr(mod, "ACCEPTS_BEAM_ARGS", False)
@@ -142,6 +144,7 @@ def _chain(e: BaseException):
 def _fail(args, e: BaseException, text: str) -> int:
     if args.verbose:
         traceback.print_exception(e)
+    text = " ".join(line.strip() for line in str(text).splitlines() if line.strip())
     print(f"armdata {args.command}: error: {text}", file=sys.stderr)
     return 2
 

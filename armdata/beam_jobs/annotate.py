@@ -464,6 +464,7 @@ def check_trace_setup(cfg: AnnotateConfig, sources: list[SourceConfig]) -> None:
 
 def run(args, beam_args) -> int:
     sources = [resolve_source(s) for s in args.source]
+    check_unique_sources(sources)
     cfg = config_from_args(args)
     check_trace_setup(cfg, sources)
     stats_path = args.statistics or cfg.actions.statistics or fs.join(args.out, STATS_FILE)

@@ -200,3 +200,37 @@ def test_no_scratch_or_lock_is_left_after_success(mixed):
     assert left == []
     assert not (mixed.out / ".armdata.lock").exists()
     assert not glob.glob(str(mixed.out / ".stats-*"))
+
+
+def test_a_byte_flipped_in_each_member_kind_is_named_by_sample_and_member(mixed, tmp_path):
+    """One copy of the output, one byte flipped in the middle of a different sample's jpg, image_1.jpg, traj.png
+    and json: `check` names each by shard, sample key and member."""
+    import shutil
+    import tarfile
+
+    from armdata.pipeline.output.check import check_output
+
+    out = tmp_path / "out"
+    shutil.copytree(mixed.out, out)
+    shard = sorted((out / "shards").glob("*.tar"))[0]
+    with tarfile.open(shard) as tar:
+        members = [(m.name, m.offset_data, m.size) for m in tar.getmembers()]
+    keys = sorted({n.split(".", 1)[0] for n, _, _ in members})
+    flips = {}
+    for kind, key in zip(("jpg", "image_1.jpg", "traj.png", "json"), keys):
+        name, off, size = next(m for m in members if m[0] == f"{key}.{kind}")
+        flips[(key, kind)] = off + size // 2
+    data = bytearray(shard.read_bytes())
+    for pos in flips.values():
+        data[pos] ^= 0x01
+    shard.write_bytes(bytes(data))
+
+    report = check_output(out, load_tokenizer=False)
+    named = {(f.key, f.field) for f in report.failures if f.kind == "sha256_mismatch" and f.shard == shard.name}
+    assert named == set(flips)
+    assert res_line_names(report, shard.name)
+
+
+def res_line_names(report, shard: str) -> bool:
+    """The whole-file digest still fails too (the shard's own sha256)."""
+    return any(f.field == "manifest.sha256" and f.shard == shard for f in report.failures)

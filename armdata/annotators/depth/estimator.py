@@ -60,6 +60,10 @@ class DeviceUnavailableError(ArmdataError):
     """A device was asked for and is not there. Never answered by quietly running elsewhere."""
 
 
+class DepthModelError(ArmdataError):
+    """A depth model folder or hub id that cannot be loaded (pickled weights are refused, never executed)."""
+
+
 class InvalidDepthFrame(ArmdataError):
     """A depth-camera frame has no valid reading at all; ``frame_index`` is its index in the batch."""
 
@@ -232,8 +236,12 @@ class DepthAnythingBackend(DepthBackend):
             self.dtype_name = "fp32"
         self.torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.dtype_name]
         kw = {"revision": self.revision} if self.revision else {}
-        self.processor = AutoImageProcessor.from_pretrained(self.model_path, **kw)
-        model = AutoModelForDepthEstimation.from_pretrained(self.model_path, **kw)
+        try:
+            self.processor = AutoImageProcessor.from_pretrained(self.model_path, **kw)
+            model = AutoModelForDepthEstimation.from_pretrained(self.model_path, **kw)
+        except Exception as e:  # pickled weights (refused: weights-only loading), a missing or broken folder
+            first = " ".join(str(e).split("\n\n")[0].split()) or type(e).__name__
+            raise DepthModelError(f"depth-anything: cannot load {self.model_path!r}: {type(e).__name__}: {first}")
         self._resolved_revision = getattr(model.config, "_commit_hash", None) or self.revision
         self.model = model.to(device=self.device, dtype=self.torch_dtype).eval()
         logger.info("depth-anything %s on %s (%s), input %d", self.model_path, self.device, self.dtype_name,
