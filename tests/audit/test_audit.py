@@ -161,3 +161,38 @@ def test_report_on_a_damaged_output_lists_the_failures(audited, tmp_path):
     assert (k1, "depth_codes") in named and (k2, "json") in named
     assert "the checker found" in a["warnings"][0]
     assert k1 in page.read_text() and len(a["cards"]) == 29
+
+
+def test_episodes_are_ranked_by_trace_quality_worst_first(audited):
+    out, page, a = audited
+    tq = a["episodes_by_trace_quality"]
+    assert tq["ranked"] == 3
+    worst = tq["worst_first"]
+    # srcA/ep001 lost its point on 3 of 10 frames and has no trace on 2 steps; every episode has one overruled
+    # located point (step 3) and confidence 0.9 where found. Ties are ordered by key.
+    assert [q["key"] for q in worst] == ["srcA__ep001", "srcA__ep000", "srcB__ep000"]
+    assert worst[0]["shares"]["no_trace"] == pytest.approx(0.2) and worst[0]["shares"]["no_point"] == pytest.approx(0.3)
+    assert worst[0]["badness"] == pytest.approx(0.2 + 0.5 * 0.3 + 0.1 + 0.5 * 0.1)
+    assert worst[1]["badness"] == pytest.approx(0.1 + 0.5 * 0.1) and worst[1]["methods"] == {"factory": 10}
+    html = page.read_text()
+    table = html[html.index('id="worst-episodes"'):]
+    assert table.index("srcA__ep001") < table.index("srcA__ep000") < table.index("srcB__ep000")
+
+
+def test_trace_quality_counts_drift_fit_and_keeps_only_the_worst():
+    from armdata.pipeline.audit.ranking import WorstEpisodes, episode_quality, step_troubles
+
+    assert step_troubles(["tracker_drift", "fit_residual_high", "locator_not_found:no_point"]) == {
+        "drift", "fit", "no_point"}
+    assert step_troubles(["pointer_fit_residual", "action_clipped"]) == {"fit"}
+    rng = np.random.default_rng(0)
+    qs = []
+    worst = WorstEpisodes(k=5)
+    for i in range(60):
+        steps = [([f for f in ("tracker_lost", "no_trace") if rng.random() < 0.3], "template", 0.8, True)
+                 for _ in range(12)]
+        q = episode_quality("s", f"ep{i:03d}", steps)
+        qs.append(q)
+        worst.add(q)
+    expect = sorted(qs, key=lambda q: (-q.badness, q.key))[:5]
+    assert [q.key for q in worst.worst_first()] == [q.key for q in expect] and worst.seen == 60

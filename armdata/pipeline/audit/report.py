@@ -28,6 +28,7 @@ import numpy as np
 from armdata.annotators.actions import normalize as act
 from armdata.annotators.trace import select_indices
 from armdata.pipeline.audit import plots
+from armdata.pipeline.audit.ranking import WEIGHTS, WorstEpisodes, episode_quality
 from armdata.pipeline.output import reader as rd
 from armdata.pipeline.output.check import CheckReport, check_output
 from armdata.schemas.errors import ArmdataError
@@ -101,12 +102,15 @@ class _Step:
     gt: list[float] | None
     trace: list[list[int]] | None
     image_size: list[int]
+    method: str = ""
+    confidence: float = 0.0
 
 
 def _step_of(ann: SampleAnnotation, shard: str) -> _Step:
     gt = ann.ground_truth.get("gripper_uv") if isinstance(ann.ground_truth, dict) else None
     return _Step(
-        ann.key, shard, ann.step, list(ann.flags), ann.gripper.uv, gt, ann.trace_uv255, list(ann.image_size)
+        ann.key, shard, ann.step, list(ann.flags), ann.gripper.uv, gt, ann.trace_uv255, list(ann.image_size),
+        ann.gripper.method, float(ann.gripper.confidence),
     )
 
 
@@ -164,6 +168,7 @@ class _Scan:
     flags: Counter
     unreadable: int
     strata: dict[tuple[str, tuple[str, ...]], _Reservoir]  # candidate cards: (key, source, flags, shard)
+    worst: WorstEpisodes = field(default_factory=WorstEpisodes)  # episodes ranked by trace quality
 
 
 def _scan(out_dir: Path, statistics: dict[str, act.ActionStats], cards: int, seed: int) -> _Scan:
@@ -194,7 +199,10 @@ def _scan(out_dir: Path, statistics: dict[str, act.ActionStats], cards: int, see
                 scan.episodes.add(ep)
                 open_eps[ep][ann.step] = _step_of(ann, path.name)
                 if len(open_eps[ep]) >= ann.num_steps:
-                    acc.point_errors.extend(_trace_point_errors(open_eps.pop(ep))[0])
+                    steps = open_eps.pop(ep)
+                    acc.point_errors.extend(_trace_point_errors(steps)[0])
+                    scan.worst.add(episode_quality(ep[0], ep[1], [
+                        (st.flags, st.method, st.confidence, st.uv is not None) for _, st in sorted(steps.items())]))
         except Exception as e:  # a damaged tar: the checker reports it; count what was read
             logger.warning("audit: %s could not be read to the end: %s", path.name, e)
     if open_eps:
@@ -642,6 +650,11 @@ def compute_audit(
             "per_trace_point": _stats_of(point_all),
         },
         "sources": sources,
+        "episodes_by_trace_quality": {
+            "ranked": scan.worst.seen,
+            "weights": dict(WEIGHTS),
+            "worst_first": [q.to_dict() for q in scan.worst.worst_first()],
+        },
         "check": {
             "ok": check.ok,
             "failures_by_kind": check.by_kind(),
