@@ -25,8 +25,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sub.required = True
     p = sub.add_parser("list", help="the source files in sources/ with name, data dir and split")
     p.add_argument("--dir", default=None, help="folder of source files (default: the repository's sources/)")
-    p = sub.add_parser("inspect", help="print the feature tree of an RLDS builder dir; optionally draft a source file")
-    p.add_argument("path", help="TFDS builder directory (local, gs://, s3://), e.g. .../bridge_dataset/1.0.0")
+    p = sub.add_parser("inspect", help="print the feature tree of an RLDS builder dir or a LeRobot dataset folder; "
+                                            "optionally draft a source file")
+    p.add_argument("path", help="TFDS builder directory (local, gs://, s3://), e.g. .../bridge_dataset/1.0.0, or a "
+                   "local LeRobot v2.1/v3.0 dataset folder (the one holding meta/info.json)")
     p.add_argument("--episodes", type=int, default=3, help="episodes to sample for examples and camera checks")
     p.add_argument("--split", default=None, help="split to sample (default: train, else the first)")
     p.add_argument("--write-draft", metavar="FILE", default=None, help="write a draft source file here")
