@@ -234,3 +234,18 @@ def test_a_byte_flipped_in_each_member_kind_is_named_by_sample_and_member(mixed,
 def res_line_names(report, shard: str) -> bool:
     """The whole-file digest still fails too (the shard's own sha256)."""
     return any(f.field == "manifest.sha256" and f.shard == shard for f in report.failures)
+
+
+def test_the_audit_counts_skipped_and_flagged_instructions_and_cameras(mixed, tmp_path):
+    import shutil
+
+    from armdata.pipeline.audit.report import compute_audit
+
+    out = tmp_path / "out"
+    shutil.copytree(mixed.out, out)
+    summary = compute_audit(out, samples=4)["summary"]
+    dead = summary["failures_by_kind"]
+    assert dead["empty_instruction"] == 3 and dead["constant_camera"] == 2 and dead["corrupt_image"] == 2
+    assert dead["non_finite_action"] == 9 and dead["truncated_shard"] == 1 and dead["empty_episode"] == 1
+    assert summary["dead_letters"] == sum(len(v) for v in DEAD.values())
+    assert summary["flags_by_kind"]["empty_instruction"] == 3 * 3  # textkeep: 3 flagged episodes x 3 steps
