@@ -15,18 +15,9 @@ from armdata.cli import main
 from armdata.pipeline.stages.config import load_config
 from armdata.schemas.sample import SampleAnnotation, hf_features
 from armdata.schemas.source import load_source
+from sample_checks import check_sample_streams
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def check_sample_streams(ann: SampleAnnotation, templates: set[str]) -> None:
-    assert len(ann.depth_codes) == 100 and all(0 <= c < 128 for c in ann.depth_codes)
-    assert ann.trace_uv255 is not None and 1 <= len(ann.trace_uv255) <= 5
-    assert all(0 <= x <= 255 for p in ann.trace_uv255 for x in p)
-    v = ann.action.vocab_size
-    assert len(ann.action.ids) == 7 and all(v - 256 <= i < v for i in ann.action.ids)
-    assert set(ann.text) == templates
-    assert all(t["prompt"] and t["answer"] for t in ann.text.values())
 
 
 def test_build_bridge_debug_with_tiny_depth_anything(bridge_debug_dir, tmp_path):

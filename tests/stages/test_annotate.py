@@ -23,7 +23,7 @@ from armdata.pipeline.stages.config import load_config
 from armdata.synthetic.world import make_sample
 from armdata.schemas.sample import SampleAnnotation, ShardManifest
 from armdata.schemas.source import load_source
-from test_build import check_sample_streams
+from sample_checks import check_sample_streams
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE_NAMES = {"reasoning", "trajectory_conditioned", "depth_only", "trace_only"}
