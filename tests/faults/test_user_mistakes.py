@@ -190,3 +190,15 @@ def test_one_empty_episode_in_24_does_not_fail_the_build(tmp_path, models):
     import pyarrow.parquet as pq
 
     assert pq.read_table(out / "index.parquet").num_rows == 23
+
+
+def test_fail_policy_stops_the_job_at_the_first_such_episode(tmp_path, models):
+    ds = rlds_factory.bridge_like(tmp_path / "data", num_steps=[2] * 4, instruction_override={2: "todo"})
+    src = _write(tmp_path, "strict.yaml", {**with_hint(ds.source), "checks": {"empty_instruction": "fail"}})
+    out = tmp_path / "out"
+    res = run_cli(["build", "--source", str(src), "--out", str(out), "--no-audit", "--max-failure-fraction", "0.9"]
+                  + models.args())
+    _one_error_line(res, "episode=train-00000-000002", "checks.empty_instruction: fail", "'todo'")
+    dead = [json.loads(x) for x in (out / "stats_failures.jsonl").read_text().splitlines()]
+    assert [(d["episode"], d["kind"], d.get("fatal")) for d in dead] == [
+        ("train-00000-000002", "empty_instruction", True)]
