@@ -40,9 +40,11 @@ from armdata.pipeline.stages.annotate import (
     EpisodeWork,
     SampleStage,
     TraceStageRunner,
+    locator_for,
     stage_error,
 )
 from armdata.pipeline.output.lock import OutputLock
+from armdata.pipeline.stages.fit import FIT_FILE, load_tables
 from armdata.pipeline.output.shards import read_tar, write_tar
 from armdata.pipeline.stages.config import AnnotateConfig, load_config
 from armdata.pipeline import fs
@@ -230,7 +232,7 @@ class AnnotateResult:
     provenance: dict
 
 
-def _model_provenance(cfg: AnnotateConfig, sources: list[SourceConfig]) -> dict:
+def _model_provenance(cfg: AnnotateConfig, sources: list[SourceConfig], fit_data=None) -> dict:
     """Models, revisions and licences as workers will load them, read without loading the big ones here (the
     machine that launches a cluster job may have no GPU). The depth tokenizer's layout is checked (fail early)."""
     depth = DepthStage(cfg, sources)
@@ -240,7 +242,7 @@ def _model_provenance(cfg: AnnotateConfig, sources: list[SourceConfig]) -> dict:
     return {
         "depth": {"backends": depth.provenance(), "per_source": depth.backend_of},
         "depth_tokenizer": DepthCodeStage(cfg).provenance(),
-        "trace": TraceStageRunner(cfg, sources).provenance(),
+        "trace": TraceStageRunner(cfg, sources, fit_data).provenance(),
         "action_tokenizer": {"name_or_path": cfg.actions.tokenizer, "vocab_size": tok.vocab_size,
                              "revision": getattr(tok, "revision", None)},
     }
@@ -281,7 +283,9 @@ def annotate_sources(
 
 
 def _annotate_locked(sources, out_dir: str, cfg: AnnotateConfig, statistics: dict, beam_args) -> AnnotateResult:
-    config_hash = cfg.config_hash([s.fingerprint() for s in sources], __version__)
+    uses_fit = {s.name: locator_for(cfg, s) == "fit" for s in sources}
+    tables = load_tables(sources, cfg.trace.points, uses_fit)  # read once; their contents go into the hash
+    config_hash = cfg.config_hash([s.fingerprint() for s in sources] + tables.fingerprints(), __version__)
     work = fs.join(out_dir, WORK_DIR, config_hash)
     parts_dir, index_dir = fs.join(work, "episodes"), fs.join(work, "index")
     shards_dir = fs.join(out_dir, SHARDS_DIR)
@@ -296,7 +300,13 @@ def _annotate_locked(sources, out_dir: str, cfg: AnnotateConfig, statistics: dic
     budget = FailureBudget(total, cfg.max_failure_fraction, fs.join(work, "stopped.json"))
     plan = ShardPlan.make(all_ids, cfg.output.episodes_per_shard)
     num_shards = plan.num_shards
-    provenance = _model_provenance(cfg, sources)
+    fit_data = None
+    if any(uses_fit.values()):
+        from armdata.beam_jobs.fit_cameras import fit_cameras
+
+        fit_data = fit_cameras(sources, cfg.trace, tables, work, beam_args)
+        fs.write_bytes(fs.join(out_dir, FIT_FILE), json.dumps(fit_data.to_dict(), indent=1, sort_keys=True).encode())
+    provenance = _model_provenance(cfg, sources, fit_data)
     logger.info("annotate: %d episodes, %d already done (config %s), %d shards", total, len(done), config_hash,
                 num_shards)
 
@@ -313,7 +323,7 @@ def _annotate_locked(sources, out_dir: str, cfg: AnnotateConfig, statistics: dic
     stages = [
         ("Depth", DepthStage(cfg, sources), "depth"),
         ("DepthCodes", DepthCodeStage(cfg), "depth_codes"),
-        ("Trace", TraceStageRunner(cfg, sources), "trace"),
+        ("Trace", TraceStageRunner(cfg, sources, fit_data), "trace"),
     ]
     for label, stage, field_name in stages:
         res = eps | label >> beam.ParDo(BatchedStageFn(stage, field_name)).with_outputs(FAILURES, main="out")
@@ -409,7 +419,7 @@ def add_config_flags(parser) -> None:
     parser.add_argument("--depth-tokenizer", help="VQ-VAE checkpoint (.pt in the AiT layout, or .safetensors)")
     parser.add_argument("--tokenizer", help="action tokenizer hub id or local dir (default Qwen/Qwen2-7B)")
     parser.add_argument("--trace-mode", choices=["track", "point-every-frame", "point-keyframes"])
-    parser.add_argument("--locator", help="projection | hint | pointer | auto")
+    parser.add_argument("--locator", help="projection | fit | hint | pointer | auto")
     parser.add_argument("--tracker", help="lk | template | cotracker | sam2 (cotracker/sam2 need --tracker-checkpoint)")
     parser.add_argument("--tracker-checkpoint", help="cotracker: CoTracker3 .pth; sam2: Sam2Video checkpoint dir or id")
     parser.add_argument("--tracker-device", help="torch device of the cotracker/sam2 tracker (cuda on GPU workers)")
@@ -417,6 +427,9 @@ def add_config_flags(parser) -> None:
     parser.add_argument("--pointer-trust-remote-code", action="store_true", default=None,
                         help="let a Molmo 1 checkpoint run the code it ships (needed by allenai/Molmo-7B-D-0924)")
     parser.add_argument("--pointer-device", help="torch device of the pointer (cuda on GPU workers)")
+    parser.add_argument("--points", action="append", default=None, metavar="FILE",
+                        help="points table (JSONL, Parquet, or ECoT's embodied_features_bridge .json) for the fit "
+                        "locator; repeatable; adds to the source file's locator_points")
     parser.add_argument("--episodes-per-shard", type=int)
     parser.add_argument("--max-failure-fraction", type=float)
 
@@ -437,6 +450,7 @@ def config_from_args(args) -> AnnotateConfig:
             "trace.pointer_model": args.pointer_model,
             "trace.pointer_trust_remote_code": args.pointer_trust_remote_code,
             "trace.pointer_device": args.pointer_device,
+            "trace.points": args.points,
             "output.episodes_per_shard": args.episodes_per_shard,
             "max_failure_fraction": args.max_failure_fraction,
         },

@@ -198,6 +198,15 @@ class SourceConfig(_Strict):
     calibration: Calibration | None = None
     locator_hint: LocatorHint | None = None
     checks: Checks = Field(default_factory=Checks, description="empty instructions, one-colour cameras")
+    locator_points: list[str] = Field(
+        default_factory=list,
+        description="points tables (JSONL, Parquet, or ECoT's embodied_features_bridge .json) of located gripper "
+        "points; with state.eef_position the camera is fitted to them (locator: fit). Relative paths resolve "
+        "against this file's folder; $VARS expand",
+    )
+    camera_moves_between_episodes: bool = Field(
+        default=False, description="fit the camera per episode instead of once per source (locator: fit)"
+    )
     unconfirmed: list[str] = Field(default_factory=list, description="settings not confirmed against real data")
     # Where the file was loaded from; relative data paths resolve against its folder.
     origin: str | None = Field(default=None, exclude=True)
@@ -218,6 +227,21 @@ class SourceConfig(_Strict):
             return d
         base = Path(self.origin).parent if self.origin else Path.cwd()
         return str((base / d).resolve())
+
+    def locator_points_paths(self) -> list[str]:
+        """``locator_points`` resolved like ``data.dir``; a path naming an unset variable raises SourceFileError."""
+        out = []
+        for i, raw in enumerate(self.locator_points):
+            d = os.path.expanduser(os.path.expandvars(raw))
+            unset = re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", d)
+            if unset:
+                raise SourceFileError(self.origin or self.name, f"locator_points[{i}]",
+                                      f"{raw!r} uses ${unset[0]}, which is not set in the environment")
+            if not ("://" in d or os.path.isabs(d)):
+                base = Path(self.origin).parent if self.origin else Path.cwd()
+                d = str((base / d).resolve())
+            out.append(d)
+        return out
 
     def step_paths(self) -> dict[str, str]:
         """Every field path this file names, keyed by the setting that names it (for checks against data)."""

@@ -28,6 +28,7 @@ class LocateResult:
     method:     the locator's registry name ("pointer", "projection", "hint")
     reason:     why not found (or a note on a found point, such as "merged 2 points"), "" otherwise
     size_px:    the gripper's apparent size in pixels where the method knows it, else None
+    flags:      named notes the step must carry (e.g. the fit locator's ``fit_point_outlier``); reports count them
     """
 
     uv: tuple[float, float] | None
@@ -35,6 +36,7 @@ class LocateResult:
     method: str
     reason: str = ""
     size_px: float | None = None
+    flags: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.uv is not None and not all(math.isfinite(c) for c in self.uv):
@@ -47,8 +49,8 @@ class LocateResult:
         return self.uv is not None
 
     @classmethod
-    def not_found(cls, method: str, reason: str) -> "LocateResult":
-        return cls(None, 0.0, method, reason)
+    def not_found(cls, method: str, reason: str, flags: tuple[str, ...] = ()) -> "LocateResult":
+        return cls(None, 0.0, method, reason, flags=tuple(flags))
 
 
 class Locator(Protocol):

@@ -67,6 +67,31 @@ def _licences(models: dict) -> list[str]:
     return out
 
 
+def _camera_fit(models: dict) -> list[str]:
+    """The card's lines on fitted cameras (locator ``fit``): per source, how well the fit explains its points."""
+    fit = (models.get("trace") or {}).get("fit")
+    if not fit:
+        return []
+    lines = ["## Camera fit", "",
+             "The gripper was found by projecting the end-effector state through a camera fitted to located points "
+             "(`cameras.json` holds every fit). Steps carry the flags " + ", ".join(f"`{f}`" for f in fit["flags"])
+             + " where the fit is poor, missing, disagrees with a located point, or extrapolates.", ""]
+    for name, e in fit["per_source"].items():
+        rms = e.get("residual_rms_px_median")
+        lines.append(f"- `{name}` ({e['fit']}): {e['fits_ok']} of {e['fits']} fits usable; {e['points']} located "
+                     f"points from {e['episodes_with_points']} episodes, {e['points_disagreeing']} disagree with the "
+                     f"fit (flagged); inlier RMS {'n/a' if rms is None else f'{rms:.2f} px'}"
+                     + (f"; problems: {'; '.join(e['problems'])}" if e["problems"] else ""))
+        cam = e.get("camera")
+        if cam and cam.get("ok"):
+            k = cam["intrinsics"]
+            lines.append(f"  - K: fx {k[0][0]:.1f}, fy {k[1][1]:.1f}, cx {k[0][2]:.1f}, cy {k[1][2]:.1f}; camera "
+                         f"centre {[round(c, 3) for c in cam['camera_centre']]} (end-effector frame)")
+    for path, t in (fit.get("tables") or {}).items():
+        lines.append(f"- points table `{path}`: {t['rows']} rows, {t['dropped']} dropped (sha256 {t['sha256'][:16]}...)")
+    return [*lines, ""]
+
+
 def write_card(out_dir: str, record: dict) -> str:
     """``README.md`` in the output: sources, counts, models (revision, licence), config and its hash, version,
     command line, and how to read the shards."""
@@ -90,6 +115,7 @@ def write_card(out_dir: str, record: dict) -> str:
         "## Models",
         *_licences(record["models"]),
         "",
+        *_camera_fit(record["models"]),
         "## Templates",
         f"Version `{record['templates']['version']}`: {', '.join(record['templates']['names'])}. Every sample's "
         "`json` member holds the structured annotation and the text of every template that applies to it.",

@@ -199,18 +199,33 @@ class DepthCodeStage:
         return process_one(self, work)
 
 
+def has_points(cfg: AnnotateConfig, source: SourceConfig) -> bool:
+    """Whether points tables reach this source (its ``locator_points`` or ``--points``)."""
+    return bool(source.locator_points or cfg.trace.points)
+
+
 def locator_for(cfg: AnnotateConfig, source: SourceConfig) -> str:
-    """``auto``: the calibrated projection of the end-effector state when the source has both, else its hint."""
+    """``auto``: the calibrated projection of the end-effector state when the source has both; else the camera
+    fitted to points tables (``fit``) when tables and the end-effector state are there; else its hint."""
+    eef = source.state.eef_position is not None
+    if cfg.trace.locator == "fit" and not (eef and has_points(cfg, source)):
+        raise ArmdataError(
+            f"source {source.name}: the fit locator needs state.eef_position and a points table (locator_points in "
+            f"{source.origin or 'its source file'}, or --points FILE; `armdata locate` writes one)"
+        )
     if cfg.trace.locator != "auto":
         return cfg.trace.locator
-    if source.calibration is not None and source.state.eef_position is not None:
+    if source.calibration is not None and eef:
         return "projection"
+    if eef and has_points(cfg, source):
+        return "fit"
     if source.locator_hint is not None:
         return "hint"
     raise ArmdataError(
-        f"source {source.name}: no way to find the end effector: give calibration + state.eef_position or a "
-        f"locator_hint in {source.origin or 'its source file'}, or use --locator pointer with --set "
-        f"trace.pointer_model=..."
+        f"source {source.name}: no way to find the end effector: give calibration + state.eef_position, "
+        f"locator_points (a points table; `armdata locate --source {source.name} --out points.jsonl` writes one, "
+        f"then `--points points.jsonl`) or a locator_hint in {source.origin or 'its source file'}, or use "
+        f"--locator pointer with --set trace.pointer_model=..."
     )
 
 
@@ -225,7 +240,7 @@ class TraceStageRunner:
     field_name = "trace"
     pads = True
 
-    def __init__(self, cfg: AnnotateConfig, sources: list[SourceConfig]):
+    def __init__(self, cfg: AnnotateConfig, sources: list[SourceConfig], fit_data: Any = None):
         self.cfg = cfg
         self.sources = {s.name: s for s in sources}
         self.locator_of = {s.name: locator_for(cfg, s) for s in sources}  # fails at construction, not in workers
@@ -238,16 +253,30 @@ class TraceStageRunner:
             except ValueError as e:
                 raise ArmdataError(f"trace settings: {e}") from None
             check_trace_parts(tc)
+        self.fit_data = fit_data  # armdata.pipeline.stages.fit.FitData: the cameras the fit locator projects through
         self.annotators: dict[str, Any] = {}
 
     def trace_config(self, locator: str):
         from armdata.pipeline.stages.trace import TraceConfig
 
         t = self.cfg.trace
-        return TraceConfig(mode=t.mode, locator=locator, tracker=t.tracker, keyframe_every=t.keyframe_every,
+        mode = t.mode
+        if locator == "fit" and "mode" not in t.model_fields_set:
+            mode = "point-every-frame"  # the fitted camera gives every step; a tracker would only add drift
+        return TraceConfig(mode=mode, locator=locator, tracker=t.tracker, keyframe_every=t.keyframe_every,
                            pointer_model=t.pointer_model, pointer_trust_remote_code=t.pointer_trust_remote_code,
                            pointer_device=t.pointer_device, pointer_arm=t.pointer_arm, tracker_checkpoint=t.tracker_checkpoint,
                            tracker_device=t.tracker_device, disagreement_px=t.disagreement_px)
+
+    def _locator(self, locator: str):
+        """The fit locator carries the fitted cameras; the others are built from the config by the trace stage."""
+        if locator != "fit":
+            return None
+        from armdata.annotators.locate.fit import FitLocator
+
+        if self.fit_data is None:
+            raise ArmdataError("the fit locator needs the fitted cameras (armdata.beam_jobs.fit_cameras)")
+        return FitLocator(**self.fit_data.locator_kwargs())
 
     def setup(self) -> None:
         from armdata.pipeline.stages.trace import TraceAnnotator
@@ -255,7 +284,7 @@ class TraceStageRunner:
         _set_threads(self.cfg.torch_threads)
         for locator in sorted(set(self.locator_of.values())):
             cfg = dataclasses.replace(self.trace_config(locator), pointer_batch_size=self.batch_size)
-            annotator = TraceAnnotator(cfg)
+            annotator = TraceAnnotator(cfg, locator=self._locator(locator))
             annotator.setup()
             self.annotators[locator] = annotator
 
@@ -266,13 +295,16 @@ class TraceStageRunner:
         out = {}
         for locator in sorted(set(self.locator_of.values())):
             cfg = self.trace_config(locator)
-            loc, trk = build_locator(cfg), build_tracker(cfg)
+            loc, trk = self._locator(locator) or build_locator(cfg), build_tracker(cfg)
             out[locator] = {
                 "config": dataclasses.asdict(cfg),
                 "locator": loc.provenance() if hasattr(loc, "provenance") else {"locator": locator},
                 "tracker": trk.provenance(),
             }
-        return {"per_source": self.locator_of, "locators": out}
+        prov = {"per_source": self.locator_of, "locators": out}
+        if self.fit_data is not None:
+            prov["fit"] = self.fit_data.summary([s for s, loc in self.locator_of.items() if loc == "fit"])
+        return prov
 
     def _planned(self, work: EpisodeWork) -> tuple[str, list[int]]:
         locator = self.locator_of[work.episode.source]

@@ -35,7 +35,8 @@ class DepthTokenizerSettings(_Section):
 
 class TraceSettings(_Section):
     mode: Literal["track", "point-every-frame", "point-keyframes"] = "track"
-    locator: str = Field("auto", description="projection | hint | pointer | auto (projection if calibrated, else hint)")
+    locator: str = Field("auto", description="projection | fit | hint | pointer | auto (projection if calibrated, fit if points "
+                         "tables are given, else hint)")
     tracker: str = Field("lk", description="lk (default, no weights) | cotracker | sam2")
     keyframe_every: int = Field(10, description="point-keyframes: frames between pointer calls")
     pointer_model: str | None = Field(None, description="pointing VLM hub id or local dir (pointer locator)")
@@ -45,6 +46,13 @@ class TraceSettings(_Section):
     tracker_checkpoint: str | None = Field(None, description="cotracker: CoTracker3 .pth; sam2: Sam2Video dir or id")
     tracker_device: str = Field("cpu", description="cotracker/sam2 torch device (cuda on GPU workers)")
     disagreement_px: float = Field(6.0, description="point-keyframes: located vs tracked distance that is disputed")
+    points: list[str] = Field(
+        default_factory=list, description="points tables (--points, repeatable) for the fit locator, besides the "
+        "source file's locator_points")
+    fit_inlier_px: float | None = Field(None, description="fit: inlier reprojection error (None: 2% of the diagonal)")
+    fit_min_points: int = Field(8, description="fit: fewer located points than this is a poor fit")
+    fit_min_inlier_fraction: float = Field(0.5, description="fit: share of points the camera must explain")
+    fit_extrapolate_margin: float = Field(0.25, description="fit: flag positions this far outside the fitted box")
 
 
 class ActionSettings(_Section):

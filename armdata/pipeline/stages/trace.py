@@ -330,6 +330,7 @@ class TraceAnnotator:
                 b.flags[i].append(f"{r.method}:{r.reason}")
         else:
             b.flags[i].append(f"{FLAG_NOT_FOUND}:{r.reason}")
+        b.flags[i].extend(f for f in r.flags if f not in b.flags[i])
 
     def _track_conf(self, seed_conf: float, dt: int) -> float:
         return float(seed_conf * math.exp(-abs(dt) / self.cfg.track_conf_horizon))
