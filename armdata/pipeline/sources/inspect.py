@@ -614,6 +614,40 @@ def _check_shapes(cfg: SourceConfig, insp: Inspection, report: ValidationReport)
         report.add("shapes", "ok", f"action arm gives 6 values, gripper 1; widths {dict(cfg.action.raw_width)} match")
 
 
+def _check_gripper_finding(cfg: SourceConfig, report: ValidationReport) -> None:
+    """How traces will find the end effector: calibration, points tables + fit, or a hint; a warning (with the
+    recipe) where the file gives none, or names points tables that cannot be read or has no end-effector state."""
+    from armdata.pipeline import fs
+
+    eef = cfg.state.eef_position is not None
+    recipe = (f"`armdata locate --source {cfg.name} --out points.jsonl --set trace.pointer_model=...` then "
+              f"`armdata build --source {cfg.name} --points points.jsonl`, or locator_points / calibration / "
+              f"locator_hint in the source file")
+    if cfg.calibration is not None and eef:
+        report.add("gripper", "ok", "projection of state.eef_position through the calibration")
+        return
+    if cfg.locator_points:
+        if not eef:
+            report.add("gripper", "warn", "locator_points need state.eef_position to fit the camera; " + recipe)
+            return
+        try:
+            paths = cfg.locator_points_paths()
+        except SourceFileError as e:
+            report.add("gripper", "warn", f"{e}; until it is set: {recipe}")
+            return
+        missing = [p for p in paths if not fs.exists(p)]
+        if missing:
+            report.add("gripper", "warn", f"points table(s) not found: {', '.join(missing)}; {recipe}")
+        else:
+            report.add("gripper", "ok", f"camera fitted to {len(paths)} points table(s) (locator fit)")
+        return
+    if cfg.locator_hint is not None:
+        report.add("gripper", "ok", "locator_hint on the first frame, then the tracker")
+        return
+    report.add("gripper", "warn", "no way to find the end effector (no calibration, locator_points or "
+               f"locator_hint): traces need --points or a pointer; {recipe}")
+
+
 def validate_source(path: str | os.PathLike, episodes: int = 3) -> ValidationReport:
     """Check a source file against its data; never raises on bad input, every problem is a failed check.
 
@@ -635,6 +669,8 @@ def validate_source(path: str | os.PathLike, episodes: int = 3) -> ValidationRep
     if cfg.unconfirmed:
         report.add("unconfirmed", "warn", f"{len(cfg.unconfirmed)} settings not confirmed against real data:"
                    + "".join(f"\n           - {u}" for u in cfg.unconfirmed))
+
+    _check_gripper_finding(cfg, report)
 
     if not _open_and_check(cfg, report):
         return report

@@ -36,15 +36,19 @@ def as_text(v: Any) -> str:
 
 
 def episode_aliases(episode_key: str, metadata: dict) -> tuple[list[str], str | None]:
-    """The names a points table may know an episode by (its ``episode_metadata/file_path``, its source episode id,
-    armdata's key) and its ``episode_metadata/episode_id`` (None where absent)."""
-    aliases = []
-    for k in ("source_episode_id", "file_path"):
-        if k in metadata and as_text(metadata[k]):
-            aliases.append(as_text(metadata[k]))
+    """The names a points table may know an episode by (its source episode id ``file_path#episode_id``, its
+    ``episode_metadata/file_path``, armdata's key) and its ``episode_metadata/episode_id`` (None where absent)."""
+    from armdata.pipeline.sources.rlds import source_episode_id
+
+    aliases = [source_episode_id(metadata)]
+    if "file_path" in metadata:
+        aliases.append(as_text(metadata["file_path"]).strip())
     aliases.append(episode_key)
     eid = metadata.get("episode_id")
-    return aliases, (None if eid is None else as_text(eid))
+    if eid is not None:
+        eid = np.asarray(eid)
+        eid = as_text(eid) if eid.dtype.kind in "SUO" else str(eid.item())
+    return [a for a in aliases if a], eid
 
 
 def points_paths(extra: list[str], source: SourceConfig) -> list[str]:
