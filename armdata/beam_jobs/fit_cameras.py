@@ -15,9 +15,16 @@ import logging
 import apache_beam as beam
 from apache_beam.pvalue import TaggedOutput
 
-from armdata.beam_jobs.common import FAILURES, METRICS_NAMESPACE, ReadShardRecords, make_pipeline
+from armdata.beam_jobs.common import (
+    FAILURES,
+    METRICS_NAMESPACE,
+    ReadShardRecords,
+    make_pipeline,
+    read_standard_episodes,
+)
 from armdata.pipeline import fs
-from armdata.pipeline.sources.rlds import read_episodes, shard_paths
+from armdata.pipeline.sources.read import RLDS, read_episodes, source_format
+from armdata.pipeline.sources.rlds import shard_paths
 from armdata.pipeline.stages.fit import (
     FIT_FILE,
     EefDecoder,
@@ -61,6 +68,35 @@ class Observe(beam.DoFn):
             yield fit_key_of(self.source, key), obs
 
 
+class ObserveStandard(beam.DoFn):
+    """StandardEpisode -> (fit key, EpisodeObservations), for formats read whole (LeRobot: the video is decoded)."""
+
+    def __init__(self, source: SourceConfig, table):
+        self.source = source
+        self.table = table
+
+    def process(self, ep):
+        h, w = ep.image_size
+        obs = observations(self.source, self.table, ep.episode_key, ep.metadata, ep.eef_position, h, w,
+                           ep.source_episode_id)
+        if obs is not None:
+            yield fit_key_of(self.source, ep.episode_key), obs
+
+
+def _observe(p, s: SourceConfig, table):
+    """The fit's observations of one source: RLDS decodes only the state; other formats are read whole."""
+    if source_format(s) != RLDS:
+        eps, _ = read_standard_episodes(p, s, f"Fit[{s.name}]")
+        return eps | f"Observe[{s.name}]" >> beam.ParDo(ObserveStandard(s, table))
+    return (
+        p
+        | f"FitShards[{s.name}]" >> beam.Create(shard_paths(s))
+        | f"FitRecords[{s.name}]" >> beam.ParDo(ReadShardRecords(s.name, s.data.split))
+        | f"FitSpread[{s.name}]" >> beam.Reshuffle()
+        | f"Observe[{s.name}]" >> beam.ParDo(Observe(s, table, _image_size(s))).with_outputs(FAILURES, main="obs")
+    ).obs
+
+
 def _image_size(source: SourceConfig) -> tuple[int, int]:
     size = EefDecoder(source).image_size()
     if size is None:  # a spec without a fixed size: the first episode's frames say it
@@ -81,15 +117,7 @@ def fit_cameras(sources: list[SourceConfig], trace_cfg, tables: LoadedTables, wo
     p = make_pipeline(beam_args)
     keyed = []
     for s in fitting:
-        obs = (
-            p
-            | f"FitShards[{s.name}]" >> beam.Create(shard_paths(s))
-            | f"FitRecords[{s.name}]" >> beam.ParDo(ReadShardRecords(s.name, s.data.split))
-            | f"FitSpread[{s.name}]" >> beam.Reshuffle()
-            | f"Observe[{s.name}]" >> beam.ParDo(Observe(s, tables.tables[s.name], _image_size(s)))
-            .with_outputs(FAILURES, main="obs")
-        )
-        keyed.append(obs.obs)
+        keyed.append(_observe(p, s, tables.tables[s.name]))
     parts_dir = fs.join(work_dir, "fit")
     fs.makedirs(parts_dir)
     _ = (

@@ -105,9 +105,12 @@ class EpisodeObservations:
 
 
 def observations(source: SourceConfig, table: PointsTable, episode_key: str, metadata: dict,
-                 eef: np.ndarray | None, height: int, width: int) -> EpisodeObservations | None:
-    """The episode's table points and positions, or None when the table has none for it."""
+                 eef: np.ndarray | None, height: int, width: int, source_id: str = "") -> EpisodeObservations | None:
+    """The episode's table points and positions, or None when the table has none for it. ``source_id``: the
+    reader's own id for the episode (``StandardEpisode.source_episode_id``), where it has one."""
     aliases, episode_id = episode_aliases(episode_key, metadata)
+    if source_id and source_id not in aliases:
+        aliases.insert(0, source_id)
     num_steps = 0 if eef is None else int(eef.shape[0])
     pts, problems = table.for_episode(aliases, episode_id, height, width, num_steps or 10**9)
     if pts.size == 0 and not problems:
