@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "decode-action": ("armdata.beam_jobs.actions_cmd", "decode an answer's action tokens to continuous actions"),
     "sample-depth": ("armdata.beam_jobs.sample_depth", "write a seeded random sample of depth maps as shards"),
     "train-depth-tokenizer": ("armdata.beam_jobs.train_depth", "train the depth VQ-VAE on sampled depth maps"),
+    "locate": ("armdata.beam_jobs.locate_cmd", "point at the gripper on a seeded sample of frames -> a points table"),
     "annotate": ("armdata.beam_jobs.annotate", "episodes -> reasoning samples in sharded WebDataset"),
     "build": ("armdata.beam_jobs.build", "stats, annotate, index, card and audit in one command"),
     "demo": ("armdata.beam_jobs.build", "the whole chain on the built-in sample, no download"),

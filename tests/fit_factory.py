@@ -175,3 +175,35 @@ def noisy_points(ds: CellDataset, coverage: float = 0.18, sigma: float = 1.5, ou
             outliers.add((ds.file_paths[e], s))
         rows.append({"episode": ds.file_paths[e], "step": int(s), "u": float(u), "v": float(v), "confidence": 0.9})
     return rows, outliers
+
+
+def save_tiny_owlv2(out_dir: str | Path, seed: int = 0) -> Path:
+    """A randomly initialised OWLv2 of the real architecture (~50k parameters) with the real processor (its PIL
+    image processor at 32x32 and a character-level CLIP tokenizer built here), saved with save_pretrained."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import (CLIPTokenizerFast, Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor,
+                              Owlv2Processor)
+
+    vocab = {c: i for i, c in enumerate("abcdefghijklmnopqrstuvwxyz ")}
+    vocab["<|startoftext|>"], vocab["<|endoftext|>"] = len(vocab), len(vocab) + 1
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    tok.decoder = decoders.Fuse()
+    clip = CLIPTokenizerFast(tokenizer_object=tok, bos_token="<|startoftext|>", eos_token="<|endoftext|>",
+                             pad_token="<|endoftext|>", unk_token="<|endoftext|>")
+    out_dir = Path(out_dir)
+    Owlv2Processor(image_processor=Owlv2ImageProcessor(size={"height": 32, "width": 32}), tokenizer=clip) \
+        .save_pretrained(out_dir)
+    ids = dict(bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
+               pad_token_id=vocab["<|endoftext|>"])
+    cfg = Owlv2Config(
+        text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                         vocab_size=len(vocab), max_position_embeddings=16, **ids),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=32, patch_size=8),
+        projection_dim=32,
+    )
+    torch.manual_seed(seed)
+    Owlv2ForObjectDetection(cfg).eval().save_pretrained(out_dir)
+    return out_dir

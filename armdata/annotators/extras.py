@@ -19,6 +19,7 @@ EXTRAS: dict[str, tuple[tuple[str, ...], str]] = {
     "sam2": (("torchvision",), "transformers' SAM2 video processor needs torchvision built for your torch "
              "(on CPU: the CPU wheel from download.pytorch.org)"),
     "molmo": (("torchvision", "einops"), "Molmo's processors need torchvision built for your torch"),
+    "detector": (("scipy",), "transformers' OWLv2 image processor resizes with scipy"),
 }
 
 

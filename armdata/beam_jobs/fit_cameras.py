@@ -138,11 +138,16 @@ def fit_cameras(sources: list[SourceConfig], trace_cfg, tables: LoadedTables, wo
     data = FitData(cameras, points, sorted(s.name for s in fitting if s.camera_moves_between_episodes),
                    tables.files, trace_cfg.fit_extrapolate_margin)
     for s in fitting:
-        if not any(k == s.name or k.startswith(s.name + "__") for k in cameras):
+        if any(k == s.name or k.startswith(s.name + "__") for k in cameras):
+            continue
+        if tables.tables[s.name].rows:  # rows that name no episode: the table's keys are wrong, not its points
             raise ArmdataError(
                 f"source {s.name}: no row of its points tables ({', '.join(tables.files) or 'none'}) names one of its "
                 f"episodes: the 'episode' column must hold episode_metadata/file_path or armdata's episode key"
             )
+        # No usable point at all (a pointer that found nothing): every step is flagged fit_missing, nothing made up.
+        logger.warning("source %s: its points tables hold no usable point; no step gets a trace (flag fit_missing)",
+                       s.name)
     _log_summary(data, [s.name for s in fitting])
     fs.write_bytes(path, json.dumps(data.to_dict(), sort_keys=True).encode())
     return data

@@ -26,8 +26,8 @@ def _frames(t: int = 3) -> np.ndarray:
 
 
 def test_registry_is_strict():
-    assert LOCATORS.names() == ["fit", "hint", "pointer", "projection"]
-    with pytest.raises(KeyError, match="known: fit, hint, pointer, projection"):
+    assert LOCATORS.names() == ["detector", "fit", "hint", "pointer", "projection"]
+    with pytest.raises(KeyError, match="known: detector, fit, hint, pointer, projection"):
         LOCATORS.create("molmo")
     with pytest.raises(ValueError, match="already registered"):
         LOCATORS.register("hint", object)

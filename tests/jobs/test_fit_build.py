@@ -129,3 +129,37 @@ def test_camera_that_moves_between_episodes_is_a_poor_per_source_fit_and_good_pe
     kept = {e: v for e, v in samples.items() if e not in poor}
     assert len(kept) >= 3 and all(a.gripper.uv is not None for v in kept.values() for a in v)
     assert trace_quality(kept)["mean"] <= 3.0
+
+
+def test_locate_with_a_tiny_random_pointer_then_build_flags_its_wrong_points(cell, tiny_models, tmp_path):
+    """`armdata locate` through the real job with a randomly initialised Molmo 2 (its image processor stands in:
+    the real one needs torchvision), then `armdata build --points`: wrong points are flagged, nothing crashes."""
+    from armdata.annotators.locate.fit import FIT_FLAGS
+    from armdata.annotators.locate.pointer import PointerConfig, PointerLocator
+    from armdata.annotators.locate.points import parse_points
+    from armdata.beam_jobs.locate_cmd import locate_points
+    from armdata.schemas.source import load_source
+    from trace_factory import save_tiny_molmo2, standin_molmo2_processor_factory
+
+    model = save_tiny_molmo2(tmp_path / "tiny-molmo2")
+    src = write_source(tmp_path, cell.source)
+    locator = PointerLocator(PointerConfig(model=str(model), max_new_tokens=24),
+                             processor_factory=standin_molmo2_processor_factory)
+    res = locate_points([load_source(src)], str(tmp_path / "points.jsonl"), locator, frames_per_episode=3,
+                        max_frames=24, seed=0)
+    assert res.episodes_sampled == 8 and res.frames_asked == 24 and res.model_calls == 24
+    table = parse_points((tmp_path / "points.jsonl").read_bytes(), "points.jsonl")
+    assert len(table.rows) == res.points_found and table.dropped == 0
+    print(f"locate: {res.frames_asked} frames asked, {res.points_found} points, {res.model_calls} model calls "
+          f"for {10 * 30} frames ({1000 * res.model_calls / 300:.0f} per 1,000 frames)")
+
+    out = tmp_path / "out"
+    assert main(build_args(src, out, tiny_models, "--points", str(tmp_path / "points.jsonl"))) == 0
+    samples = read_samples(out)
+    assert sum(len(v) for v in samples.values()) == 300
+    # A random model's points fix no camera: every step that has no trace says why, and no trace is made up.
+    for anns in samples.values():
+        for a in anns:
+            assert a.trace_uv255 is None or not any(f in a.flags for f in FIT_FLAGS[:2])
+            if a.gripper.uv is None:
+                assert set(a.flags) & set(FIT_FLAGS)

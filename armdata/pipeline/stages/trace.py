@@ -195,6 +195,8 @@ def build_locator(cfg: TraceConfig) -> Locator:
         )
     if cfg.locator == "projection":
         return LOCATORS.create("projection", gripper_size_m=cfg.gripper_size_m)
+    if cfg.locator == "detector":  # an open-vocabulary detector; trace.pointer_model names its checkpoint
+        return LOCATORS.create("detector", model=cfg.pointer_model or "", device=cfg.pointer_device)
     return LOCATORS.create(cfg.locator)
 
 
