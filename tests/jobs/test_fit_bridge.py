@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import json
+from pathlib import Path
 
 import numpy as np
 import yaml
@@ -20,7 +21,7 @@ from armdata.schemas.sample import SampleAnnotation
 from armdata.schemas.source import load_source
 from fit_factory import look_at
 
-from test_build import REPO
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _bridge_source(tmp_path, bridge_debug_dir, **changes):
