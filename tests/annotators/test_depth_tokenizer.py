@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -21,6 +19,7 @@ from armdata.annotators.depth.tokenizer import (
     save_checkpoint,
 )
 from armdata.schemas.errors import ArmdataError
+from depth_factory import ait_state_dict
 
 # Codes of _golden_input() under the seeded manifest-built checkpoint below. Regenerate only if the layout or the
 # input scaling changes on purpose (then every released token changes too).
@@ -43,25 +42,8 @@ GOLDEN_CODES = [
 
 
 def _manifest_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
-    """A state dict built from the committed manifest alone: seeded weights scaled by 1/sqrt(fan-in)."""
-    rng = np.random.default_rng(seed)
-    sd = {}
-    for key, shape in load_manifest().items():
-        if key.endswith("_ema_cluster_size"):
-            arr = np.ones(shape)
-        elif key.startswith("_vq_vae."):
-            # rows of equal norm: the nearest code is then the best-aligned one, so many codes get used
-            arr = rng.standard_normal(shape)
-            arr /= np.linalg.norm(arr, axis=1, keepdims=True)
-        elif key.endswith(".bias"):
-            arr = rng.standard_normal(shape) * 0.01
-        else:
-            transposed = key.startswith("decoder.") and len(shape) == 4 and shape[2] == 4
-            # a stride-2 transposed conv sees in_channels * k * k / 4 inputs per output pixel
-            fan_in = shape[0] * shape[2] * shape[3] / 4 if transposed else math.prod(shape[1:])
-            arr = rng.standard_normal(shape) / math.sqrt(fan_in)
-        sd[key] = torch.from_numpy(arr.astype(np.float32))
-    return sd
+    """A state dict built from the committed manifest alone (tests/depth_factory.py's seeded recipe)."""
+    return ait_state_dict(load_manifest().items(), seed)
 
 
 def _golden_input() -> np.ndarray:

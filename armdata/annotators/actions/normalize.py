@@ -114,6 +114,36 @@ def normalize(actions: np.ndarray, stats: ActionStats) -> np.ndarray:
     return np.clip(out, -1.0, 1.0)
 
 
+# MolmoAct's released ActionProcessor (allenai/molmoact preprocess/processors.py) differs from the rule above in
+# four ways, all reproduced by normalize_molmoact: float32 arithmetic, ``eps = 1e-8`` added to q99 - q01,
+# "zero range" judged by ``np.isclose`` (not ==), and the gripper written as ``1 - a`` (so 1 = closed in the
+# tokens when the source's 1 = open) rather than the value itself. It normalizes the first ``ACTION_DIM - 1``
+# dims whatever the statistics' mask says.
+MOLMOACT_EPS = 1e-8
+
+
+def normalize_molmoact(actions: np.ndarray, stats: ActionStats) -> np.ndarray:
+    """Actions [..., 7] -> float32 [..., 7] exactly as MolmoAct's ``normalize_action_bounds_q99`` then the clip of
+    its ``tokenize_action``: dims 0..5 ``clip(2 (a - q01) / (q99 - q01 + 1e-8) - 1, -1, 1)`` in float32, 0 where
+    ``isclose(q99, q01)``; the gripper ``clip(1 - a, -1, 1)``."""
+    a = np.asarray(actions, dtype=np.float32)
+    _check_width(a, stats, "actions")
+    if not np.isfinite(a).all():
+        raise ValueError("actions must be finite")
+    n = stats.dim - 1
+    q01 = stats.q01.astype(np.float32)[:n]
+    q99 = stats.q99.astype(np.float32)[:n]
+    out = a.copy()
+    arm = np.clip(2 * (a[..., :n] - q01) / (q99 - q01 + MOLMOACT_EPS) - 1.0, -1.0, 1.0)
+    out[..., :n] = np.where(np.isclose(q99, q01), np.float32(0.0), arm)
+    out[..., n] = 1.0 - a[..., n]
+    return np.clip(out, -1.0, 1.0).astype(np.float32)
+
+
+# Normalization rule by preset name (AnnotateConfig.preset).
+NORMALIZERS = {"molmoact": normalize_molmoact, "armdata": normalize}
+
+
 def unnormalize(normed: np.ndarray, stats: ActionStats) -> np.ndarray:
     """Normalized [..., D] -> actions float64 [..., D]: ``0.5 * (x + 1) * (q99 - q01) + q01`` where masked."""
     x = np.asarray(normed, dtype=np.float64)

@@ -15,6 +15,21 @@ Both then apply the same :func:`inverse_depth_to_u8_320`: per-image min-max to [
 Anything V2's ``run.py`` grayscale output, the 8-bit maps AURORA/MolmoAct trained the VQ-VAE on), then a bilinear
 resize to 320x320 that does not keep the aspect ratio (the tokenizer's input size).
 
+Two preprocessing conventions (``preprocess``):
+
+- ``"molmoact"``: exactly what MolmoAct's released preprocessing computes (``preprocess/processors.py``: the
+  original Depth-Anything-V2 ``infer_image(bgr, 518)``, then ``(d - min) / (max - min + 1e-8) * 255`` truncated to
+  uint8, then torchvision ``Resize((320, 320))`` of the PIL image, i.e. PIL's bilinear resize). ``infer_image``'s
+  own input path is reproduced in numpy/OpenCV (:func:`infer_image_input`): the short side scaled to at least
+  ``input_size``, both sides rounded to a multiple of 14, ``cv2.INTER_CUBIC`` on the float image in [0, 1], ImageNet
+  mean/std; its prediction is resized back with bilinear ``align_corners=True``. The transformers model computes
+  the original network (its weights are the converted originals); on non-square inputs it would interpolate the
+  position embeddings differently from the original (exact grid vs. a scale factor with a 0.1 offset), so this
+  preprocessing switches it to the original's interpolation
+  (:func:`~armdata.annotators.depth.original_checkpoint.use_original_position_interpolation`).
+- ``"armdata"``: the transformers image processor's resize (PIL bicubic, aspect kept), no epsilon, OpenCV's
+  bilinear resize to 320.
+
 Licences (recorded in provenance): Depth Anything V2 Small is Apache-2.0; Base and Large are CC-BY-NC-4.0, i.e. data
 made with them inherits a non-commercial restriction.
 """
@@ -72,17 +87,43 @@ class InvalidDepthFrame(ArmdataError):
         super().__init__(f"depth frame {frame_index}: {message}")
 
 
-def inverse_depth_to_u8_320(inv_depth: np.ndarray, size: int = MAP_SIZE) -> np.ndarray:
+PREPROCESS = ("molmoact", "armdata")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # Depth Anything V2's NormalizeImage
+IMAGENET_STD = (0.229, 0.224, 0.225)
+MOLMOACT_EPS = 1e-8  # MolmoAct's min-max: (d - min) / (max - min + 1e-8) * 255
+
+
+def minmax_u8_molmoact(d: np.ndarray) -> np.ndarray:
+    """float32 [H, W] -> uint8 [H, W] as MolmoAct's ``inference_depth_from_rgb``: float32 arithmetic, then
+    truncation (a constant map becomes 0)."""
+    d = np.asarray(d, dtype=np.float32)
+    return ((d - d.min()) / (d.max() - d.min() + MOLMOACT_EPS) * 255.0).astype(np.uint8)
+
+
+def resize_u8_pil(m: np.ndarray, size: int = MAP_SIZE) -> np.ndarray:
+    """uint8 [H, W] -> uint8 [size, size] with PIL's bilinear resize (what torchvision's ``Resize`` does to a PIL
+    image; PIL filters over the whole footprint when it shrinks, OpenCV's INTER_LINEAR samples 2x2)."""
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(np.ascontiguousarray(m)).resize((size, size), Image.BILINEAR))
+
+
+def inverse_depth_to_u8_320(inv_depth: np.ndarray, size: int = MAP_SIZE, preprocess: str = "armdata") -> np.ndarray:
     """float [N, H, W] relative inverse depth -> uint8 [N, size, size].
 
-    Per image: ``(d - min) / (max - min) * 255`` truncated to uint8 (a constant image becomes 0), then a bilinear
-    resize to ``size`` x ``size`` that ignores the aspect ratio. Non-finite values are not allowed here.
+    ``armdata``: per image ``(d - min) / (max - min) * 255`` truncated to uint8 (a constant image becomes 0), then
+    OpenCV's bilinear resize to ``size`` x ``size`` that ignores the aspect ratio. ``molmoact``:
+    :func:`minmax_u8_molmoact` then :func:`resize_u8_pil`. Non-finite values are not allowed here.
     """
     d = np.asarray(inv_depth, dtype=np.float32)
     if d.ndim != 3:
         raise ValueError(f"inverse depth must be [N, H, W], got {list(d.shape)}")
     if not np.isfinite(d).all():
         raise ValueError("inverse depth holds NaN or inf; mask invalid readings first")
+    if preprocess == "molmoact":
+        return np.stack([resize_u8_pil(minmax_u8_molmoact(m), size) for m in d])
+    if preprocess != "armdata":
+        raise ValueError(f"preprocess must be one of {PREPROCESS}, got {preprocess!r}")
     lo = d.min(axis=(1, 2), keepdims=True)
     span = d.max(axis=(1, 2), keepdims=True) - lo
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -91,6 +132,32 @@ def inverse_depth_to_u8_320(inv_depth: np.ndarray, size: int = MAP_SIZE) -> np.n
     out = np.empty((d.shape[0], size, size), dtype=np.uint8)
     for i, m in enumerate(u8):
         out[i] = cv2.resize(m, (size, size), interpolation=cv2.INTER_LINEAR)
+    return out
+
+
+def infer_image_size(h: int, w: int, input_size: int = 518, multiple: int = PATCH) -> tuple[int, int]:
+    """(height, width) Depth-Anything-V2's ``infer_image`` resizes an (h, w) image to: keep the aspect ratio with
+    both sides at least ``input_size`` (its ``lower_bound`` method), each side rounded to a multiple of 14 with
+    numpy's round-half-to-even, rounded up instead where that falls below ``input_size``."""
+    scale = max(input_size / h, input_size / w)
+
+    def side(x: float) -> int:
+        y = int(np.round(x / multiple) * multiple)
+        return int(np.ceil(x / multiple) * multiple) if y < input_size else y
+
+    return side(scale * h), side(scale * w)
+
+
+def infer_image_input(frames: np.ndarray, input_size: int = 518) -> np.ndarray:
+    """uint8 RGB [N, H, W, 3] -> float32 [N, 3, h, w], the network input ``infer_image`` makes: RGB / 255 as float64,
+    ``cv2.INTER_CUBIC`` to :func:`infer_image_size`, ImageNet mean/std, float32."""
+    frames = np.asarray(frames)
+    h, w = infer_image_size(frames.shape[1], frames.shape[2], input_size)
+    mean, std = np.asarray(IMAGENET_MEAN), np.asarray(IMAGENET_STD)
+    out = np.empty((frames.shape[0], 3, h, w), dtype=np.float32)
+    for i, f in enumerate(frames):
+        x = cv2.resize(f / 255.0, (w, h), interpolation=cv2.INTER_CUBIC)
+        out[i] = ((x - mean) / std).transpose(2, 0, 1).astype(np.float32)
     return out
 
 
@@ -171,7 +238,7 @@ def resolve_depth_model(model: str) -> tuple[str, DepthModelInfo | None]:
     for info in DEPTH_ANYTHING_MODELS.values():
         if model == info.hub_id:
             return model, info
-    if os.path.isdir(model):
+    if os.path.isdir(model) or (os.path.isfile(model) and model.endswith((".pth", ".pt"))):
         return model, None
     if "/" in model and not model.startswith((".", "/")):
         return model, None  # some other hub id; its licence is the user's to check
@@ -193,11 +260,20 @@ class DepthAnythingBackend(DepthBackend):
     revision:    hub revision to pin (recorded in provenance either way, resolved where the hub tells it).
     batch_size:  frames per forward pass inside one ``process_batch`` call (bounds memory).
     license:     the licence of a local/unknown model, for provenance (released models carry their own).
+    preprocess:  ``armdata`` (the transformers image processor) or ``molmoact`` (``infer_image``'s resize and
+                 MolmoAct's min-max; see the module docstring).
+
+    ``model`` may also be an original Depth-Anything-V2 checkpoint file (``depth_anything_v2_vit{s,b,l}.pth``, the
+    files MolmoAct's README points to): it is converted into the same transformers model on load
+    (:mod:`armdata.annotators.depth.original_checkpoint`).
     """
 
     def __init__(self, model: str = DEFAULT_DEPTH_MODEL, input_size: int = 518, device: str = "cpu",
                  dtype: str = "auto", revision: str | None = None, batch_size: int = 8,
-                 license: str | None = None, torch_threads: int | None = None):
+                 license: str | None = None, torch_threads: int | None = None, preprocess: str = "armdata"):
+        if preprocess not in PREPROCESS:
+            raise ValueError(f"preprocess must be one of {PREPROCESS}, got {preprocess!r}")
+        self.preprocess = preprocess
         if input_size <= 0 or input_size % PATCH:
             raise ValueError(f"input_size must be a positive multiple of {PATCH}, got {input_size}")
         if dtype not in ("auto", "fp32", "bf16", "fp16"):
@@ -208,6 +284,10 @@ class DepthAnythingBackend(DepthBackend):
             raise ValueError("half precision is for CUDA; on CPU the model runs in fp32")
         self.model_arg = model
         self.model_path, self.info = resolve_depth_model(model)
+        if self.info is None and os.path.isfile(self.model_path):
+            from armdata.annotators.depth.original_checkpoint import original_licence
+
+            license = license or original_licence(self.model_path)
         self.input_size = input_size
         self.device = device
         self.dtype_name = dtype
@@ -235,14 +315,24 @@ class DepthAnythingBackend(DepthBackend):
         elif self.dtype_name == "auto":
             self.dtype_name = "fp32"
         self.torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.dtype_name]
-        kw = {"revision": self.revision} if self.revision else {}
         try:
-            self.processor = AutoImageProcessor.from_pretrained(self.model_path, **kw)
-            model = AutoModelForDepthEstimation.from_pretrained(self.model_path, **kw)
+            if os.path.isfile(self.model_path):
+                from armdata.annotators.depth.original_checkpoint import load_original_checkpoint, released_processor
+
+                model = load_original_checkpoint(self.model_path)
+                self.processor = released_processor()
+            else:
+                kw = {"revision": self.revision} if self.revision else {}
+                self.processor = AutoImageProcessor.from_pretrained(self.model_path, **kw)
+                model = AutoModelForDepthEstimation.from_pretrained(self.model_path, **kw)
         except Exception as e:  # pickled weights (refused: weights-only loading), a missing or broken folder
             first = " ".join(str(e).split("\n\n")[0].split()) or type(e).__name__
             raise DepthModelError(f"depth-anything: cannot load {self.model_path!r}: {type(e).__name__}: {first}")
-        self._resolved_revision = getattr(model.config, "_commit_hash", None) or self.revision
+        self._resolved_revision = model_revision(self.model_path, model, self.revision)
+        if self.preprocess == "molmoact":
+            from armdata.annotators.depth.original_checkpoint import use_original_position_interpolation
+
+            use_original_position_interpolation(model)
         self.model = model.to(device=self.device, dtype=self.torch_dtype).eval()
         logger.info("depth-anything %s on %s (%s), input %d", self.model_path, self.device, self.dtype_name,
                     self.input_size)
@@ -262,7 +352,10 @@ class DepthAnythingBackend(DepthBackend):
         size = {"height": self.input_size, "width": self.input_size}
         for i in range(0, frames.shape[0], self.batch_size):
             chunk = list(frames[i : i + self.batch_size])
-            pix = self.processor(images=chunk, return_tensors="pt", size=size)["pixel_values"]
+            if self.preprocess == "molmoact":
+                pix = torch.from_numpy(infer_image_input(np.stack(chunk), self.input_size))
+            else:
+                pix = self.processor(images=chunk, return_tensors="pt", size=size)["pixel_values"]
             with torch.inference_mode():
                 pred = self.model(pixel_values=pix.to(self.device, self.torch_dtype)).predicted_depth
                 pred = F.interpolate(pred.float()[:, None], (h, w), mode="bilinear", align_corners=True)[:, 0]
@@ -270,20 +363,58 @@ class DepthAnythingBackend(DepthBackend):
         return out
 
     def process_batch(self, batch: np.ndarray) -> np.ndarray:
-        return inverse_depth_to_u8_320(self.predict_inverse_depth(batch))
+        return inverse_depth_to_u8_320(self.predict_inverse_depth(batch), preprocess=self.preprocess)
+
+    def revision_id(self) -> str | None:
+        """The hub commit of the weights, or ``sha256:...`` of a local directory's or file's content; resolved
+        without loading the model (the resume key and run.json need it on the machine that launches the job)."""
+        return self._resolved_revision or model_revision(self.model_path, None, self.revision)
 
     def provenance(self) -> dict:
         return {
             "backend": self.name,
             "model": self.model_arg,
             "model_id": self.model_path,
-            "revision": self._resolved_revision or self.revision,
+            "revision": self.revision_id(),
             "license": self.license,
             "input_size": self.input_size,
             "device": self.device,
             "dtype": self.dtype_name,
-            "output": "relative inverse depth, per-image min-max to uint8, bilinear 320x320",
+            "preprocess": self.preprocess,
+            "output": ("infer_image (cv2 cubic, short side >= input_size, multiple of 14; bilinear align_corners "
+                       "back), min-max (+1e-8) truncated to uint8, PIL bilinear 320x320"
+                       if self.preprocess == "molmoact" else
+                       "relative inverse depth, per-image min-max to uint8, bilinear 320x320"),
         }
+
+
+def content_digest(path: str) -> str:
+    """``sha256:<hex>`` over a file, or over a directory's files (relative names and bytes, in name order)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    files = [path] if os.path.isfile(path) else sorted(
+        os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs)
+    for f in files:
+        h.update(os.path.relpath(f, path).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def model_revision(path: str, model=None, asked: str | None = None) -> str | None:
+    """What identifies the weights: a local file's or directory's content digest; for a hub id the commit the
+    loaded model reports, else the one the hub resolves ``asked`` to (None where no hub answers)."""
+    if os.path.exists(path):
+        return content_digest(path)
+    commit = getattr(getattr(model, "config", None), "_commit_hash", None)
+    if commit:
+        return commit
+    from transformers.utils.hub import resolve_revision
+
+    resolved = resolve_revision(path, asked)  # best effort: the revision asked for where no hub answers
+    return getattr(resolved, "resolved", None) or (str(resolved) if resolved else None)
 
 
 @register_depth_backend("depth-camera")
@@ -294,9 +425,12 @@ class DepthCameraBackend(DepthBackend):
     camera: the source's depth field, recorded in provenance.
     """
 
-    def __init__(self, scale: float = 1.0, camera: str | None = None):
+    def __init__(self, scale: float = 1.0, camera: str | None = None, preprocess: str = "armdata"):
+        if preprocess not in PREPROCESS:
+            raise ValueError(f"preprocess must be one of {PREPROCESS}, got {preprocess!r}")
         self.scale = float(scale)
         self.camera = camera
+        self.preprocess = preprocess
 
     def setup(self) -> None:
         pass
@@ -307,13 +441,15 @@ class DepthCameraBackend(DepthBackend):
             d = d[..., 0]
         if d.ndim != 3:
             raise ValueError(f"depth must be [N, H, W], got {list(d.shape)}")
-        return inverse_depth_to_u8_320(metric_depth_to_inverse(d.astype(np.float32) * np.float32(self.scale)))
+        inv = metric_depth_to_inverse(d.astype(np.float32) * np.float32(self.scale))
+        return inverse_depth_to_u8_320(inv, preprocess=self.preprocess)
 
     def provenance(self) -> dict:
         return {
             "backend": self.name,
             "camera": self.camera,
             "scale_to_metres": self.scale,
+            "preprocess": self.preprocess,
             "license": None,  # the data's own licence applies
             "output": "inverse of metric depth (invalid = farthest), per-image min-max to uint8, bilinear 320x320",
         }

@@ -22,11 +22,19 @@ Layout (state-dict keys; ``d`` = hidden_dim, ``L`` = log2(downsample) - 1 = 4, `
     _vq_vae._ema_cluster_size   [128]
     _vq_vae._ema_w              [128, 512]
 
-Input scaling (what AURORA feeds it): its training/coding dataset reads the 8-bit depth PNG, resizes it to 320x320,
-applies ``ToTensor()`` (divide by 255) and ``Normalize(0.5, 0.5)``; with ``use_norm=False`` the network sees
-``x = u8 / 127.5 - 1`` in [-1, 1], and the decoder's output is in the same units. ``encode`` does exactly that;
-``decode`` maps back with ``u8 = rint((y + 1) * 127.5)`` clipped to [0, 255]. Codes are the 10x10 grid of
-nearest-codebook indices flattened row by row (raster order), 0-based, as AURORA's ``get_codes.py`` writes them.
+Input scaling, two conventions (``input_scaling``):
+
+- ``"unit"``, what MolmoAct's released preprocessing feeds ``vae-final.pt`` (``preprocess/processors.py``,
+  ``DepthTokens``): ``transforms.Resize((320, 320))`` on a PIL image, then ``ToTensor()``, no Normalize, so with
+  ``use_norm=False`` the network sees ``x = u8 / 255`` in [0, 1]. The molmoact preset uses it for AiT ``.pt``
+  checkpoints.
+- ``"signed"``, what AURORA trained the VQ-VAE on (its dataset applies ``ToTensor()`` then ``Normalize(0.5, 0.5)``):
+  ``x = u8 / 127.5 - 1`` in [-1, 1]. armdata's own trainer uses it, and a checkpoint it wrote records it.
+
+A checkpoint that records its scaling is always fed that way; otherwise the caller's choice applies. ``decode`` maps
+the decoder's output back in the same units (clipped to [0, 255]). Codes are the 10x10 grid of nearest-codebook
+indices flattened row by row (raster order), 0-based, as AURORA's ``get_codes.py`` and MolmoAct's ``DepthTokens``
+write them.
 
 The expected keys and shapes of the MolmoAct layout are committed as data in ``tokenizer_manifest.json``;
 :func:`expected_state_shapes` regenerates them from the model for any config (a test keeps the two equal).
@@ -62,6 +70,8 @@ _DEPTH_TOKEN_RE = re.compile(r"<DEPTH_(\d+)>")
 # Keys that wrap a state dict in saved checkpoints: AiT saves {"weights": sd}; others use "model"/"state_dict".
 _WRAPPER_KEYS = ("weights", "model", "state_dict", "module")
 _CONFIG_METADATA_KEY = "armdata_vqvae_config"
+_SCALING_METADATA_KEY = "armdata_input_scaling"
+INPUT_SCALINGS = ("unit", "signed")  # u8 / 255 (MolmoAct's preprocessing) | u8 / 127.5 - 1 (AURORA's training)
 
 
 class CheckpointError(ArmdataError):
@@ -287,6 +297,13 @@ def _is_safetensors(path: str) -> bool:
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], VQVAEConfig | None]:
     """Read a state dict (.safetensors, or .pt/.pth/.bin with ``weights_only=True``) and a config if one is stored."""
+    sd, cfg, _ = read_checkpoint_meta(path)
+    return sd, cfg
+
+
+def read_checkpoint_meta(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], VQVAEConfig | None, str | None]:
+    """As :func:`read_checkpoint`, plus the input scaling the file records (armdata's safetensors: ``signed``
+    unless its metadata says otherwise, as armdata's trainer feeds it; AiT ``.pt`` files record none)."""
     path = str(path)
     if not os.path.exists(path):
         raise ArmdataError(f"{path}: no such depth tokenizer checkpoint")
@@ -298,12 +315,13 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], V
             meta = f.metadata() or {}
         sd = load_file(path)
         cfg = VQVAEConfig.from_json(meta[_CONFIG_METADATA_KEY]) if _CONFIG_METADATA_KEY in meta else None
-        return _unwrap(sd, path), cfg
+        scaling = meta.get(_SCALING_METADATA_KEY) or ("signed" if _CONFIG_METADATA_KEY in meta else None)
+        return _unwrap(sd, path), cfg, scaling
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle errors of many kinds: name the file and why
         raise ArmdataError(f"{path}: cannot be read as a weights-only torch checkpoint: {e}") from e
-    return _unwrap(obj, path), None
+    return _unwrap(obj, path), None, None
 
 
 def check_state_dict(sd: Mapping[str, torch.Tensor], expected: Mapping[str, Sequence[int]], path: str) -> None:
@@ -320,17 +338,21 @@ def check_state_dict(sd: Mapping[str, torch.Tensor], expected: Mapping[str, Sequ
 
 
 def save_checkpoint(model: AiTVQVAE, path: str | os.PathLike, extra_metadata: Mapping[str, str] | None = None,
-                    dtype: torch.dtype | None = None) -> None:
-    """Write the model's state dict as safetensors, config in the metadata; atomic (temp then rename).
+                    dtype: torch.dtype | None = None, input_scaling: str = "signed") -> None:
+    """Write the model's state dict as safetensors, config and input scaling in the metadata; atomic (temp then
+    rename).
 
     ``dtype`` (e.g. float16) shrinks a file meant for shipping; loading converts back to float32.
     """
+    if input_scaling not in INPUT_SCALINGS:
+        raise ValueError(f"input_scaling must be one of {INPUT_SCALINGS}, got {input_scaling!r}")
     from safetensors.torch import save_file
 
     sd = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     if dtype is not None:
         sd = {k: v.to(dtype) for k, v in sd.items()}
-    meta = {_CONFIG_METADATA_KEY: model.config.to_json(), "format": "AiT depth VQ-VAE state dict"}
+    meta = {_CONFIG_METADATA_KEY: model.config.to_json(), "format": "AiT depth VQ-VAE state dict",
+            _SCALING_METADATA_KEY: input_scaling}
     meta.update(extra_metadata or {})
     tmp = f"{path}.tmp"
     save_file(sd, tmp, metadata=meta)
@@ -346,14 +368,20 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def maps_to_input(maps_u8: torch.Tensor) -> torch.Tensor:
-    """uint8 [N, S, S] -> float [N, 1, S, S] in [-1, 1], as AURORA feeds it (ToTensor, Normalize(0.5, 0.5))."""
-    return (maps_u8.float() / 127.5 - 1.0).unsqueeze(1)
+def maps_to_input(maps_u8: torch.Tensor, scaling: str = "signed") -> torch.Tensor:
+    """uint8 [N, S, S] -> float [N, 1, S, S]: ``signed`` [-1, 1] as AURORA trained it (ToTensor, Normalize(0.5,
+    0.5)); ``unit`` [0, 1] as MolmoAct's preprocessing feeds it (ToTensor only: the same float32 division by 255)."""
+    if scaling == "unit":
+        return maps_u8.float().div(255).unsqueeze(1)
+    if scaling == "signed":
+        return (maps_u8.float() / 127.5 - 1.0).unsqueeze(1)
+    raise ValueError(f"input scaling must be one of {INPUT_SCALINGS}, got {scaling!r}")
 
 
-def output_to_maps(y: torch.Tensor) -> torch.Tensor:
-    """Decoder output [N, 1, S, S] in [-1, 1] units -> uint8 [N, S, S]."""
-    return ((y[:, 0].float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+def output_to_maps(y: torch.Tensor, scaling: str = "signed") -> torch.Tensor:
+    """Decoder output [N, 1, S, S] in the input's units -> uint8 [N, S, S]."""
+    u8 = y[:, 0].float() * 255.0 if scaling == "unit" else (y[:, 0].float() + 1.0) * 127.5
+    return u8.round().clamp(0, 255).to(torch.uint8)
 
 
 class DepthTokenizer:
@@ -364,7 +392,10 @@ class DepthTokenizer:
     """
 
     def __init__(self, model: AiTVQVAE, path: str | None = None, sha256: str | None = None,
-                 device: str = "cpu", batch_size: int = 64):
+                 device: str = "cpu", batch_size: int = 64, input_scaling: str = "signed"):
+        if input_scaling not in INPUT_SCALINGS:
+            raise ValueError(f"input_scaling must be one of {INPUT_SCALINGS}, got {input_scaling!r}")
+        self.input_scaling = input_scaling
         self.model = model.eval().to(device)
         self.config = model.config
         self.path = path
@@ -374,9 +405,10 @@ class DepthTokenizer:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, config: VQVAEConfig | None = None, device: str = "cpu",
-                        batch_size: int = 64) -> "DepthTokenizer":
+                        batch_size: int = 64, input_scaling: str = "signed") -> "DepthTokenizer":
         """Load a checkpoint: MolmoAct's ``vae-final.pt`` layout, or one this package trained (.safetensors).
 
+        ``input_scaling`` applies where the file records none (AiT ``.pt`` files); a recorded one wins.
         The config comes from ``config``, else from the file's metadata, else MolmoAct's. Every key is checked
         against the layout first (the committed manifest for MolmoAct's config); a mismatch raises
         :class:`CheckpointError` naming the missing, unexpected and mis-shaped keys.
@@ -384,13 +416,14 @@ class DepthTokenizer:
         path = str(path)
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ArmdataError(f"depth tokenizer: device {device!r} asked for but CUDA is not available")
-        sd, stored = read_checkpoint(path)
+        sd, stored, stored_scaling = read_checkpoint_meta(path)
         cfg = config or stored or MOLMOACT_VQVAE
         expected = load_manifest() if cfg == MOLMOACT_VQVAE else expected_state_shapes(cfg)
         check_state_dict(sd, expected, path)
         model = AiTVQVAE(cfg)
         model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
-        return cls(model, path=path, sha256=sha256_file(path), device=device, batch_size=batch_size)
+        return cls(model, path=path, sha256=sha256_file(path), device=device, batch_size=batch_size,
+                   input_scaling=stored_scaling or input_scaling)
 
     def _check_maps(self, maps: np.ndarray) -> np.ndarray:
         maps = np.asarray(maps)
@@ -407,7 +440,7 @@ class DepthTokenizer:
         maps = self._check_maps(maps_u8)
         out = np.empty((maps.shape[0], self.config.num_codes), dtype=np.int64)
         for i in range(0, maps.shape[0], self.batch_size):
-            x = maps_to_input(torch.from_numpy(maps[i : i + self.batch_size]).to(self.device))
+            x = maps_to_input(torch.from_numpy(maps[i : i + self.batch_size]).to(self.device), self.input_scaling)
             z = self.model.encoder(x)
             flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
             idx = self.model._vq_vae.nearest(flat).reshape(z.shape[0], -1)
@@ -429,7 +462,7 @@ class DepthTokenizer:
         for i in range(0, codes.shape[0], self.batch_size):
             idx = torch.from_numpy(codes[i : i + self.batch_size]).to(self.device).reshape(-1, g, g)
             y = self.model.decoder(self.model._vq_vae.lookup(idx))
-            out[i : i + len(idx)] = output_to_maps(y).cpu().numpy()
+            out[i : i + len(idx)] = output_to_maps(y, self.input_scaling).cpu().numpy()
         return out
 
     def provenance(self) -> dict:
@@ -439,7 +472,9 @@ class DepthTokenizer:
             "path": self.path,
             "sha256": self.sha256,
             "config": dataclasses.asdict(self.config),
-            "input_scaling": "x = u8 / 127.5 - 1 (ToTensor + Normalize(0.5, 0.5))",
+            "input_scaling": self.input_scaling,
+            "input": ("x = u8 / 255 (MolmoAct's ToTensor, no Normalize)" if self.input_scaling == "unit"
+                      else "x = u8 / 127.5 - 1 (AURORA's ToTensor + Normalize(0.5, 0.5))"),
             "code_order": "raster (row-major) over the grid, 0-based",
         }
 
