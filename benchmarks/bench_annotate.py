@@ -45,7 +45,10 @@ def main() -> None:
     with open(src_path, "w") as f:
         yaml.safe_dump(spec, f)
     src = load_source(src_path)
+    from armdata.annotators.depth.tokenizer import default_demo_tokenizer_path
+
     cfg = load_config(None, None, **{"actions.tokenizer": make_test_tokenizer(os.path.join(tmp, "tok")),
+                                     "depth_tokenizer.checkpoint": default_demo_tokenizer_path(),
                                      "depth.model": args.depth_model, "output.episodes_per_shard": 2})
     stats = statistics_for([src], os.path.join(tmp, "stats"), [], use_cache=False)
     frames = args.episodes * args.steps

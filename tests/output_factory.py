@@ -165,7 +165,7 @@ def _samples(ep: _Episode, stats: dict, tok, h: int, w: int, rng: np.random.Gene
     traces = build_traces(pts, ep.visible, h, w)
     a = ep.actions
     clipped = np.where(st.mask, (a < st.q01) | (a > st.q99), np.abs(a) > 1).any(1)
-    settings = TemplateSettings("this", multi_view=bool(ep.views))
+    settings = TemplateSettings("this", multi_view=bool(ep.views), wording="armdata")  # an armdata-preset output
     for t in range(ep.steps):
         key = sample_key(ep.source, ep.episode, t)
         flags = []
@@ -325,7 +325,8 @@ def write_output(
         "command": ["armdata", "annotate", "(test factory)"],
         "config_hash": CONFIG_HASH,
         "config": {
-            "templates": {"names": TEMPLATE_NAMES, "information_phrase": "this", "store_drawn_image": True}
+            "preset": "armdata",
+            "templates": {"names": TEMPLATE_NAMES, "information_phrase": "this", "store_drawn_image": True},
         },
         "models": {
             "depth_tokenizer": {"path": ckpt},

@@ -41,6 +41,7 @@ from armdata.pipeline.stages.annotate import (
     SampleStage,
     TraceStageRunner,
     locator_for,
+    require_depth_tokenizer,
     stage_error,
 )
 from armdata.pipeline.output.lock import OutputLock
@@ -232,20 +233,27 @@ class AnnotateResult:
     provenance: dict
 
 
-def _model_provenance(cfg: AnnotateConfig, sources: list[SourceConfig], fit_data=None) -> dict:
-    """Models, revisions and licences as workers will load them, read without loading the big ones here (the
-    machine that launches a cluster job may have no GPU). The depth tokenizer's layout is checked (fail early)."""
-    depth = DepthStage(cfg, sources)
+def _core_model_provenance(cfg: AnnotateConfig, sources: list[SourceConfig]) -> dict:
+    """The depth model's, the depth tokenizer's and the action tokenizer's identity and licence, read without
+    loading the big ones here (the machine that launches a cluster job may have no GPU); the depth tokenizer's
+    layout is checked (fail early)."""
     from armdata.annotators.actions.tokenizer import ActionTokenizer
 
+    depth = DepthStage(cfg, sources)
     tok = ActionTokenizer.from_pretrained(cfg.actions.tokenizer)
     return {
         "depth": {"backends": depth.provenance(), "per_source": depth.backend_of},
         "depth_tokenizer": DepthCodeStage(cfg).provenance(),
-        "trace": TraceStageRunner(cfg, sources, fit_data).provenance(),
         "action_tokenizer": {"name_or_path": cfg.actions.tokenizer, "vocab_size": tok.vocab_size,
-                             "revision": getattr(tok, "revision", None)},
+                             "revision": getattr(tok, "revision", None) or local_digest(cfg.actions.tokenizer),
+                             "fingerprint": tok.fingerprint()},
     }
+
+
+def _model_provenance(cfg: AnnotateConfig, sources: list[SourceConfig], fit_data=None, core: dict | None = None) -> dict:
+    """Every model as workers will load it: the core models (:func:`_core_model_provenance`) and the trace's."""
+    return {**(core or _core_model_provenance(cfg, sources)),
+            "trace": TraceStageRunner(cfg, sources, fit_data).provenance()}
 
 
 def check_unique_sources(sources: list[SourceConfig]) -> None:
@@ -268,6 +276,36 @@ def check_unique_episodes(all_ids: list[str]) -> None:
                            "share a shard number; sample keys would collide")
 
 
+def local_digest(path: str) -> str | None:
+    """``sha256:...`` of a local model directory or file (its revision), None for a hub id."""
+    import os
+
+    from armdata.annotators.depth.estimator import content_digest
+
+    return content_digest(path) if os.path.exists(path) else None
+
+
+_IDENTITY_KEYS = ("revision", "sha256", "fingerprint")
+
+
+def resume_inputs(statistics: dict, provenance: dict) -> dict:
+    """What the resume key must see beyond the config: the statistics' content and every model's revision or
+    content digest (a rerun after new statistics or new weights under the same name starts afresh)."""
+    found: dict[str, str] = {}
+
+    def walk(node, path: str) -> None:
+        if isinstance(node, dict):
+            for k, v in sorted(node.items()):
+                if k in _IDENTITY_KEYS and not isinstance(v, (dict, list)):
+                    found[f"{path}{k}"] = str(v)
+                else:
+                    walk(v, f"{path}{k}.")
+
+    walk(provenance, "")
+    stats = hashlib.sha256(json.dumps(statistics, sort_keys=True).encode()).hexdigest()
+    return {"statistics_sha256": stats, "models": found}
+
+
 def annotate_sources(
     sources: list[SourceConfig],
     out_dir: str,
@@ -278,19 +316,22 @@ def annotate_sources(
     """Run the job; returns counts. Resumes from ``OUT/.work/<config hash>`` when it exists. Holds the output
     folder's lock (another run into it is refused) and stops as soon as the failure budget is spent."""
     check_unique_sources(sources)
+    require_depth_tokenizer(cfg, sources)
     with OutputLock(out_dir):
         return _annotate_locked(sources, fs.absolute(out_dir), cfg, statistics, beam_args)
 
 
 def _annotate_locked(sources, out_dir: str, cfg: AnnotateConfig, statistics: dict, beam_args) -> AnnotateResult:
+    for s in sources:  # a source file that does not match its data fails here, before anything is loaded
+        check_against_data(s)
     uses_fit = {s.name: locator_for(cfg, s) == "fit" for s in sources}
     tables = load_tables(sources, cfg.trace.points, uses_fit)  # read once; their contents go into the hash
-    config_hash = cfg.config_hash([s.fingerprint() for s in sources] + tables.fingerprints(), __version__)
+    models = _core_model_provenance(cfg, sources)  # read before the hash: new weights or statistics start afresh
+    config_hash = cfg.config_hash([s.fingerprint() for s in sources] + tables.fingerprints(), __version__,
+                                  resume_inputs(statistics, models))
     work = fs.join(out_dir, WORK_DIR, config_hash)
     parts_dir, index_dir = fs.join(work, "episodes"), fs.join(work, "index")
     shards_dir = fs.join(out_dir, SHARDS_DIR)
-    for s in sources:  # a source file that does not match its data fails here, before anything is loaded
-        check_against_data(s)
     all_ids = [episode_id(s.name, k) for s in sources for k in episode_keys(s)]
     check_unique_episodes(all_ids)
     for d in (parts_dir, index_dir, shards_dir):
@@ -306,7 +347,7 @@ def _annotate_locked(sources, out_dir: str, cfg: AnnotateConfig, statistics: dic
 
         fit_data = fit_cameras(sources, cfg.trace, tables, work, beam_args)
         fs.write_bytes(fs.join(out_dir, FIT_FILE), json.dumps(fit_data.to_dict(), indent=1, sort_keys=True).encode())
-    provenance = _model_provenance(cfg, sources, fit_data)
+    provenance = _model_provenance(cfg, sources, fit_data, models)
     logger.info("annotate: %d episodes, %d already done (config %s), %d shards", total, len(done), config_hash,
                 num_shards)
 

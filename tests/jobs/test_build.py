@@ -16,6 +16,7 @@ from armdata.pipeline.stages.config import load_config
 from armdata.schemas.sample import SampleAnnotation, hf_features
 from armdata.schemas.source import load_source
 from sample_checks import check_sample_streams
+from depth_factory import save_tiny_depth_tokenizer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -37,6 +38,7 @@ def test_build_bridge_debug_with_tiny_depth_anything(bridge_debug_dir, tmp_path)
     tiny = save_random_depth_anything(tmp_path / "tiny-da", arch="tiny", seed=0)
     cfg = load_config(None, None, **{
         "depth.model": tiny, "depth.input_size": 252,
+        "depth_tokenizer.checkpoint": save_tiny_depth_tokenizer(tmp_path / "vae.safetensors"),
         "actions.tokenizer": make_test_tokenizer(tmp_path / "tok"), "output.episodes_per_shard": 8,
     })
     out = tmp_path / "out"
@@ -73,6 +75,11 @@ def test_build_bridge_debug_with_tiny_depth_anything(bridge_debug_dir, tmp_path)
     assert depth.get("licence") or depth.get("license")
     card = Path(paths["card"]).read_text()
     assert run["config_hash"] in card and "bridge_debug" in card
+    # Every model is identified: local weights and tokenizers by a content digest, in run.json and the card.
+    assert depth["revision"].startswith("sha256:") and depth["revision"] in card
+    assert run["models"]["action_tokenizer"]["revision"].startswith("sha256:")
+    assert run["config"]["preset"] == "molmoact" and "Preset `molmoact`" in card
+    assert "demo tokenizer" not in card
     stats = json.loads((out / "dataset_statistics.json").read_text())
     assert stats["bridge_debug"]["action"]["q01"] and stats["bridge_debug"]["num_trajectories"] == 25
 
@@ -86,4 +93,5 @@ def test_demo_prints_where_everything_is(tmp_path, capsys, monkeypatch):
         assert what in printed
     assert (out / "audit" / "index.html").exists()
     assert (out / "index.parquet").exists() and (out / "README.md").exists()
+    assert "armdata's demo tokenizer" in (out / "README.md").read_text()  # the card says so when it is used
     assert main(["check", str(out)]) == 0

@@ -21,6 +21,8 @@ from armdata.beam_jobs.annotate import annotate_sources
 from armdata.beam_jobs.stats import statistics_for
 from armdata.pipeline.stages.config import load_config
 from armdata.synthetic.world import make_sample
+from depth_factory import save_tiny_depth_tokenizer
+from armdata.schemas.errors import ArmdataError
 from armdata.schemas.sample import SampleAnnotation, ShardManifest
 from armdata.schemas.source import load_source
 from sample_checks import check_sample_streams
@@ -48,8 +50,18 @@ def small_sample(tmp_path_factory) -> Path:
     return _sample_source(tmp_path_factory.mktemp("sample"), episodes=4, steps=24)
 
 
+_VAE: list[str] = []  # the tiny depth tokenizer every job here names (real or factory sources must name one)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def depth_tokenizer_checkpoint(tmp_path_factory) -> str:
+    _VAE[:] = [save_tiny_depth_tokenizer(tmp_path_factory.mktemp("vae") / "vae.safetensors")]
+    return _VAE[0]
+
+
 def _cfg(tokenizer_dir: str, **extra):
-    return load_config(None, None, **{"actions.tokenizer": tokenizer_dir, "output.episodes_per_shard": 2, **extra})
+    return load_config(None, None, **{"actions.tokenizer": tokenizer_dir, "output.episodes_per_shard": 2,
+                                      "depth_tokenizer.checkpoint": _VAE[0], **extra})
 
 
 def _stats(sources, out_dir):
@@ -140,7 +152,8 @@ def test_sigkill_halfway_then_rerun_gives_the_uninterrupted_output(tokenizer_dir
 
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "armdata.cli", "annotate", "--source", str(src_path), "--out", str(out),
-           "--statistics", str(stats_path), "--tokenizer", tokenizer_dir, "--episodes-per-shard", "2"]
+           "--statistics", str(stats_path), "--tokenizer", tokenizer_dir, "--episodes-per-shard", "2",
+           "--depth-tokenizer", _VAE[0]]
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     parts = lambda: glob.glob(str(out / ".work" / "*" / "episodes" / "*.tar"))  # noqa: E731
     deadline = time.time() + 240
@@ -158,6 +171,29 @@ def test_sigkill_halfway_then_rerun_gives_the_uninterrupted_output(tokenizer_dir
     assert {k: m.sha256 for k, m in _manifests(out).items()} == {k: m.sha256 for k, m in _manifests(reference).items()}
     keys = [k for m in _manifests(out).values() for k in m.keys]
     assert len(keys) == len(set(keys)) == 160
+
+
+def test_real_source_without_a_depth_tokenizer_stops_with_a_clear_error(small_sample, tokenizer_dir, tmp_path):
+    src = load_source(small_sample)  # the sample world written to a folder: real data as far as the job knows
+    cfg = load_config(None, None, **{"actions.tokenizer": tokenizer_dir})
+    with pytest.raises(ArmdataError, match=r"no depth tokenizer given for source\(s\) sample: pass --depth-tokenizer"):
+        annotate_sources([src], str(tmp_path / "out"), cfg, {}, [])
+    assert not (tmp_path / "out" / "shards").exists()
+
+
+def test_new_statistics_or_a_new_tokenizer_never_keep_old_tokens(small_sample, tokenizer_dir, tmp_path):
+    src = load_source(small_sample)
+    out = tmp_path / "out"
+    stats = _stats([src], tmp_path / "s")
+    first = annotate_sources([src], str(out), _cfg(tokenizer_dir), stats, [])
+    moved = json.loads(json.dumps(stats))
+    moved[src.name]["action"]["q99"] = [x + 0.01 for x in moved[src.name]["action"]["q99"]]
+    second = annotate_sources([src], str(out), _cfg(tokenizer_dir), moved, [])
+    assert second.config_hash != first.config_hash and second.episodes_skipped == 0
+    other = save_tiny_depth_tokenizer(tmp_path / "other.safetensors", seed=1)
+    third = annotate_sources([src], str(out), _cfg(tokenizer_dir, **{"depth_tokenizer.checkpoint": other}), moved, [])
+    assert third.config_hash not in (first.config_hash, second.config_hash) and third.episodes_skipped == 0
+    assert third.provenance["depth_tokenizer"]["sha256"] != first.provenance["depth_tokenizer"]["sha256"]
 
 
 def test_changed_config_never_mixes_old_and_new_samples(small_sample, tokenizer_dir, tmp_path):

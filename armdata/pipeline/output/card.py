@@ -56,7 +56,11 @@ def _licences(models: dict) -> list[str]:
         out.append(f"- depth ({name}): {prov.get('model_id') or prov.get('model') or prov.get('camera') or ''} "
                    f"revision {prov.get('revision') or 'n/a'}, licence {prov.get('licence') or prov.get('license') or 'n/a'}")
     tok = models.get("depth_tokenizer", {})
-    out.append(f"- depth tokenizer: {tok.get('path')} (sha256 {str(tok.get('sha256'))[:16]}...)")
+    out.append(f"- depth tokenizer: {tok.get('path')} (sha256 {str(tok.get('sha256'))[:16]}..., input "
+               f"{tok.get('input_scaling') or 'signed'})")
+    if tok.get("demo"):
+        out.append("- **the depth tokenizer is armdata's demo tokenizer** (trained on the built-in sample, shipped "
+                   "for the demo and tests only): these depth codes mean nothing to a released MolmoAct model")
     for locator, tr in (models.get("trace", {}).get("locators") or {}).items():
         cfg, trk = tr.get("config", {}), tr.get("tracker", {})
         out.append(f"- trace: mode {cfg.get('mode')}, locator {locator}, tracker {cfg.get('tracker')}"
@@ -92,6 +96,34 @@ def _camera_fit(models: dict) -> list[str]:
     return [*lines, ""]
 
 
+# Where MolmoAct's released code, its paper and AURORA's tokenizer training disagree; the molmoact preset follows
+# the released code (allenai/molmoact preprocess/processors.py, olmo/data/custom_lerobot_dataset.py).
+MOLMOACT_NOTES = (
+    "VQ-VAE input: MolmoAct's preprocessing feeds `ToTensor()` of the PIL-resized 320x320 map, i.e. [0, 1] with no "
+    "Normalize; AURORA trained the tokenizer on `Normalize(0.5, 0.5)` input in [-1, 1]. The preset feeds [0, 1].",
+    "Depth map: the original Depth-Anything-V2 `infer_image(bgr, 518)` (cv2 cubic resize to a short side >= 518, "
+    "multiple of 14; bilinear align_corners back), min-max with +1e-8 truncated to uint8, PIL bilinear to 320x320.",
+    "Actions: float32 with eps 1e-8 on q99 - q01, zero-range dims by `np.isclose`; the gripper is written as "
+    "`1 - a` (not normalized), so it reads 1 = closed where the source says 1 = open; the paper describes "
+    "normalizing every dimension by q01/q99.",
+    "Action chunks: the fine-tuning answers carry `chunked_action`, the next 8 steps padded with the last; the "
+    "multi-view prompt and answer are the fine-tuning loader's (its answer names the trace twice, as the 'left' "
+    "and the 'right' end effector's).",
+    "Trace: the released preprocessing writes the pointer's pixel coordinates; the paper and MolmoAct's evaluation "
+    "code (`scale_pt`) read traces as [0, 255]: armdata writes [0, 255].",
+)
+
+
+def _preset_lines(config: dict) -> list[str]:
+    preset = config.get("preset", "armdata")
+    if preset != "molmoact":
+        return [f"Preset `{preset}`: armdata's own conventions (transformers image processor, OpenCV resize, "
+                "[-1, 1] tokenizer input, float64 actions, the source's gripper value)."]
+    return ["Preset `molmoact`: MolmoAct's released preprocessing, reproduced exactly. Where the released code "
+            "differs from the paper or from AURORA's tokenizer training, the code is followed:", "",
+            *[f"- {n}" for n in MOLMOACT_NOTES]]
+
+
 def write_card(out_dir: str, record: dict) -> str:
     """``README.md`` in the output: sources, counts, models (revision, licence), config and its hash, version,
     command line, and how to read the shards."""
@@ -116,6 +148,9 @@ def write_card(out_dir: str, record: dict) -> str:
         *_licences(record["models"]),
         "",
         *_camera_fit(record["models"]),
+        "## Preprocessing",
+        *_preset_lines(record["config"]),
+        "",
         "## Templates",
         f"Version `{record['templates']['version']}`: {', '.join(record['templates']['names'])}. Every sample's "
         "`json` member holds the structured annotation and the text of every template that applies to it.",

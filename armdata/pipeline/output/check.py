@@ -124,12 +124,15 @@ class CheckContext:
     information_phrase: "this"/"these", or None to accept either.
     statistics: source name -> ActionStats (a source missing here is reported once, not per sample).
     symbols_of: ids -> the tokenizer's symbols, or None when the tokenizer could not be loaded.
+    preset: the job's preset (run.json ``config.preset``; outputs from before presets are ``armdata``): how raw
+      actions normalize and which multi-view wording the text uses.
     """
 
     vocab_size: int | None = None
     template_names: tuple[str, ...] | None = None
     information_phrase: str | None = None
     statistics: Mapping[str, act.ActionStats] = field(default_factory=dict)
+    preset: str = "armdata"
     symbols_of: Callable[[Sequence[int]], list[str]] | None = None
     decode_images: bool = True
 
@@ -377,7 +380,7 @@ def _check_action(
             )
     stats = ctx.statistics.get(ann.source)
     if stats is not None and all(_is_num(x) for x in a.raw) and stats.dim == n:
-        expect = act.normalize(np.asarray(a.raw, dtype=np.float64), stats)
+        expect = act.NORMALIZERS.get(ctx.preset, act.normalize)(np.asarray(a.raw, dtype=np.float64), stats)
         far = np.abs(expect - np.asarray(a.normalized, dtype=np.float64)) > _NORMALIZE_TOL
         if far.any():
             out.append(
@@ -415,8 +418,22 @@ def _check_action(
     return out
 
 
+def _chunk_text(ann: SampleAnnotation, symbols_of) -> str | None:
+    """The chunk as the answer writes it: with the tokenizer, or with the sample's own id -> symbol pairs when
+    the chunk uses no other id (else ValueError: the text is then not re-rendered)."""
+    rows = ann.action.chunk_ids
+    if not rows:
+        return None
+    if symbols_of is None:
+        known = dict(zip(ann.action.ids, ann.action.symbols))
+        if any(i not in known for r in rows for i in r):
+            raise ValueError("chunk ids without their symbols (tokenizer not loaded)")
+        symbols_of = lambda ids: [known[i] for i in ids]  # noqa: E731
+    return act.render_action_chunk_text([symbols_of(r) for r in rows])
+
+
 def expected_text(
-    ann: SampleAnnotation, names: Sequence[str] | None, phrase: str
+    ann: SampleAnnotation, names: Sequence[str] | None, phrase: str, preset: str = "armdata", symbols_of=None
 ) -> dict[str, dict[str, str]]:
     """What the templates render from this annotation (the text must be exactly this)."""
     from armdata.annotators.depth.tokenizer import depth_text
@@ -426,8 +443,9 @@ def expected_text(
         depth=depth_text(ann.depth_codes) if ann.depth_codes is not None else None,
         trace=trace_text(np.asarray(ann.trace_uv255)) if ann.trace_uv255 is not None else None,
         action=act.render_action_text(ann.action.symbols),
+        action_chunk=_chunk_text(ann, symbols_of) if preset == "molmoact" and ann.views else None,
     )
-    settings = TemplateSettings(information_phrase=phrase, multi_view=bool(ann.views))
+    settings = TemplateSettings(information_phrase=phrase, multi_view=bool(ann.views), wording=preset)
     return render_all(inputs, settings, list(names) if names else None)
 
 
@@ -437,7 +455,7 @@ def _check_text(
     out: list[Failure] = []
     phrases = [ctx.information_phrase] if ctx.information_phrase else ["this", "these"]
     try:
-        options = [expected_text(ann, ctx.template_names, p) for p in phrases]
+        options = [expected_text(ann, ctx.template_names, p, ctx.preset, ctx.symbols_of) for p in phrases]
     except KeyError as e:  # run.json names a template this armdata does not have
         return [Failure(shard, key, "text", "unknown_template", str(e))]
     except (ValueError, TypeError) as e:  # malformed inputs are reported by their own checks
@@ -584,6 +602,7 @@ def load_context(out_dir: str | Path, report: CheckReport, load_tokenizer: bool 
         information_phrase=phrase if phrase in ("this", "these") else None,
         statistics=stats,
         symbols_of=symbols_of,
+        preset=rd.nested(run, "config.preset") or "armdata",
     )
 
 

@@ -31,7 +31,7 @@ from armdata.schemas.sample import (
     SampleAnnotation,
     sample_key,
 )
-from armdata.schemas.source import SourceConfig
+from armdata.schemas.source import BUILTIN_PREFIX, SourceConfig
 from armdata.schemas.templates import TEMPLATE_VERSION, TemplateSettings, TextInputs, render_all
 
 from armdata.pipeline.stages.batching import process_one
@@ -97,11 +97,11 @@ class DepthStage:
 
         if name == "depth-anything":
             kw = {"input_size": self.cfg.depth.input_size, "device": self.cfg.depth.device,
-                  "batch_size": self.batch_size}
+                  "batch_size": self.batch_size, "preprocess": self.cfg.preset}
             if self.cfg.depth.model:
                 kw["model"] = self.cfg.depth.model
             return make_depth_backend(name, **kw)
-        return make_depth_backend(name)
+        return make_depth_backend(name, preprocess=self.cfg.preset)
 
     def setup(self) -> None:
         _set_threads(self.cfg.torch_threads)
@@ -150,6 +150,24 @@ class DepthStage:
         return process_one(self, work)
 
 
+def require_depth_tokenizer(cfg: AnnotateConfig, sources: list[SourceConfig]) -> None:
+    """Real data needs a real depth tokenizer: without ``--depth-tokenizer`` only the built-in sample may run (on
+    the shipped demo tokenizer, whose codes mean nothing to a released MolmoAct model)."""
+    if cfg.depth_tokenizer.checkpoint:
+        return
+    real = [s.name for s in sources if not s.data.dir.startswith(BUILTIN_PREFIX)]
+    if real:
+        raise ArmdataError(
+            f"no depth tokenizer given for source(s) {', '.join(real)}: pass --depth-tokenizer (MolmoAct's "
+            "vae-final.pt, or one from `armdata train-depth-tokenizer`); the shipped demo tokenizer is for the "
+            "built-in sample only"
+        )
+
+
+# How each preset feeds the VQ-VAE a checkpoint that does not record it (AiT .pt files such as vae-final.pt).
+TOKENIZER_INPUT_SCALING = {"molmoact": "unit", "armdata": "signed"}
+
+
 class DepthCodeStage:
     """Depth maps -> 100 VQ-VAE codes per frame, in calls that span episodes."""
 
@@ -173,13 +191,16 @@ class DepthCodeStage:
 
         _set_threads(self.cfg.torch_threads)
         self.tokenizer = DepthTokenizer.from_checkpoint(self.checkpoint(), device=device or self.cfg.depth.device,
-                                                        batch_size=self.batch_size)
+                                                        batch_size=self.batch_size,
+                                                        input_scaling=TOKENIZER_INPUT_SCALING[self.cfg.preset])
 
     def provenance(self) -> dict:
         """Checks the checkpoint's layout (on the CPU; it is small) and says what it is."""
         if self.tokenizer is None:
             self.setup(device="cpu")
-        return self.tokenizer.provenance()
+        prov = dict(self.tokenizer.provenance())
+        prov["demo"] = not self.cfg.depth_tokenizer.checkpoint
+        return prov
 
     def inputs(self, work: EpisodeWork) -> tuple[tuple, np.ndarray]:
         return ("vqvae",), work.depth_u8
@@ -390,11 +411,14 @@ class SampleStage:
         visible = np.asarray(pts.visible, dtype=bool)
         traces = build_traces(points_uv, visible, h, w)
 
-        normed = act.normalize(ep.actions, stats)
+        norm = act.NORMALIZERS[self.cfg.preset]
+        normed = norm(ep.actions, stats)
         bins = act.to_bins(normed)
         ids = act.bins_to_ids(bins, vocab)
         clipped = _clipped(ep.actions, stats)
-        settings = TemplateSettings(self.cfg.templates.information_phrase, multi_view=bool(ep.extra_views))
+        settings = TemplateSettings(self.cfg.templates.information_phrase, multi_view=bool(ep.extra_views),
+                                    wording=self.cfg.preset)
+        n_chunk = self.cfg.chunk_size
         gt_uv = ep.metadata.get("gripper_uv")
         gt_vis = ep.metadata.get("gripper_visible")
 
@@ -411,16 +435,18 @@ class SampleStage:
             if clipped[t]:
                 flags.append(FLAG_ACTION_CLIPPED)
             symbols = self.tokenizer.ids_to_symbols([int(i) for i in ids[t]])
-            chunk_ids = None
-            if self.cfg.actions.chunk_size > 0:
-                c = act.chunk(ep.actions, t, self.cfg.actions.chunk_size)
-                chunk_ids = act.bins_to_ids(act.to_bins(act.normalize(c, stats)), vocab).astype(int).tolist()
+            chunk_ids = chunk_text = None
+            if n_chunk > 0:
+                chunk_ids = act.bins_to_ids(act.to_bins(norm(act.chunk(ep.actions, t, n_chunk), stats)),
+                                            vocab).astype(int).tolist()
+                chunk_text = act.render_action_chunk_text([self.tokenizer.ids_to_symbols(c) for c in chunk_ids])
             codes = work.depth_codes[t] if work.depth_codes is not None else None
             inputs = TextInputs(
                 instruction=ep.instruction,
                 depth=depth_text(codes) if codes is not None else None,
                 trace=trace_text(trace) if trace is not None else None,
                 action=act.render_action_text(symbols),
+                action_chunk=chunk_text,
             )
             ground_truth = {}
             if gt_uv is not None:

@@ -30,7 +30,9 @@ class DepthSettings(_Section):
 
 
 class DepthTokenizerSettings(_Section):
-    checkpoint: str | None = Field(None, description="VQ-VAE checkpoint (.pt AiT layout or .safetensors); None: demo")
+    checkpoint: str | None = Field(
+        None, description="VQ-VAE checkpoint (.pt AiT layout or .safetensors); required except on the built-in sample"
+    )
 
 
 class TraceSettings(_Section):
@@ -57,7 +59,9 @@ class TraceSettings(_Section):
 
 class ActionSettings(_Section):
     tokenizer: str = Field("Qwen/Qwen2-7B", description="tokenizer whose last 256 ids are the action tokens")
-    chunk_size: int = Field(0, description="0: single-step actions (MolmoAct); N: also store chunks of N steps")
+    chunk_size: int | None = Field(
+        None, description="steps per stored action chunk; None: the preset's (molmoact 8, armdata 0 = none)"
+    )
     statistics: str | None = Field(None, description="dataset_statistics.json to use; None: computed by stats")
 
 
@@ -100,7 +104,15 @@ class BatchSettings(_Section):
 EXECUTION_SECTIONS = {"batch"}
 
 
+PRESETS = ("molmoact", "armdata")
+
+
 class AnnotateConfig(_Section):
+    preset: Literal["molmoact", "armdata"] = Field(
+        "molmoact",
+        description="molmoact: MolmoAct's released preprocessing (infer_image depth, PIL resize, [0, 1] VQ-VAE input, "
+        "float32 actions, gripper 1 - a, 8-step chunks, its multi-view wording); armdata: armdata's own conventions",
+    )
     depth: DepthSettings = Field(default_factory=DepthSettings)
     depth_tokenizer: DepthTokenizerSettings = Field(default_factory=DepthTokenizerSettings)
     trace: TraceSettings = Field(default_factory=TraceSettings)
@@ -111,8 +123,19 @@ class AnnotateConfig(_Section):
     max_failure_fraction: float = Field(0.05, description="the job fails only past this share of bad episodes")
     torch_threads: int = Field(1, description="threads per worker; 1 keeps results identical across worker counts")
 
-    def config_hash(self, source_fingerprints: list[str], version: str) -> str:
+    @property
+    def chunk_size(self) -> int:
+        """Steps per stored action chunk (0: none), the preset's unless ``actions.chunk_size`` says otherwise."""
+        if self.actions.chunk_size is not None:
+            return self.actions.chunk_size
+        return 8 if self.preset == "molmoact" else 0
+
+    def config_hash(self, source_fingerprints: list[str], version: str, inputs: dict | None = None) -> str:
+        """The resume key. ``inputs``: digests of what the config only names (the statistics file's content,
+        the models' revisions or content digests), so new statistics or a new model never keep old tokens."""
         body = {"config": self.model_dump(mode="json", exclude=EXECUTION_SECTIONS), "sources": sorted(source_fingerprints), "version": version}
+        if inputs:
+            body["inputs"] = inputs
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
