@@ -8,5 +8,6 @@ May import ``pipeline.output`` (the shard reader), ``annotators`` and ``schemas`
 
 from armdata.pipeline.output.export.base import EXPORTERS, Exporter, ExportResult, iter_samples, register
 from armdata.pipeline.output.export import lerobot  # noqa: F401,E402  (registers "lerobot")
+from armdata.pipeline.output.export import molmoact  # noqa: E402,F401  registers "molmoact"
 
 __all__ = ["EXPORTERS", "ExportResult", "Exporter", "iter_samples", "register"]
