@@ -64,6 +64,28 @@ def test_depth_codes_of_an_ait_checkpoint_equal_molmoacts_on_every_code(vae_pt):
     assert codes.tolist() == GOLDEN["ait_codes"]  # 400 of 400
 
 
+# sha256 of torchvision's Resize((320, 320)) of each depth_like_maps() PIL image (as uint8; its ToTensor() equals
+# u8 / 255 exactly), computed with torchvision 0.28's transforms in the throwaway venv.
+TORCHVISION_RESIZE_SHA256 = [
+    "be4bd64767b544da1c4eeaa519aa556397b5121b9c17061e720c9fa4effb3363",
+    "6da20b7f8215966552b67be171cfa9df1a85471e8fafe8537269a173e5fd12f4",
+    "7d0875a5dbc0621ecd7ec2a73676327264301a54632f9e097b239a8e915d849b",
+    "0978d3e537eb698b9eb78fc4c8e76342307454b1e6329f1d9d03513c64d28a40",
+]
+
+
+def test_resize_to_320_is_torchvisions_resize_of_the_pil_image_bit_for_bit():
+    import hashlib
+
+    import cv2
+
+    maps = depth_like_maps()
+    assert [hashlib.sha256(resize_u8_pil(m).tobytes()).hexdigest() for m in maps] == TORCHVISION_RESIZE_SHA256
+    # OpenCV's bilinear (armdata's preset) is another resize: it differs on every map
+    assert all(hashlib.sha256(cv2.resize(m, (320, 320), interpolation=cv2.INTER_LINEAR).tobytes()).hexdigest() != h
+               for m, h in zip(maps, TORCHVISION_RESIZE_SHA256))
+
+
 def test_armdata_preset_feeds_the_checkpoint_differently(vae_pt):
     """The two conventions really differ on this checkpoint (so the test above can fail)."""
     tok = DepthTokenizer.from_checkpoint(vae_pt, input_scaling="signed")

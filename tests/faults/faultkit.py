@@ -21,11 +21,12 @@ import pytest
 class Models:
     tokenizer: str
     depth_model: str
+    depth_tokenizer: str
 
     def args(self) -> list[str]:
         """Depth and tokenizer settings for sources without a depth camera (passed explicitly, as a real run must)."""
         return ["--tokenizer", self.tokenizer, "--set", f"depth.model={self.depth_model}",
-                "--set", "depth.input_size=56"]
+                "--set", "depth.input_size=56", "--depth-tokenizer", self.depth_tokenizer]
 
 
 @pytest.fixture(scope="session")
@@ -33,8 +34,11 @@ def models(tmp_path_factory) -> Models:
     from armdata.annotators.actions.tokenizer import make_test_tokenizer
     from armdata.annotators.depth.random_init import save_random_depth_anything
 
+    from depth_factory import save_tiny_depth_tokenizer
+
     d = tmp_path_factory.mktemp("fault-models")
-    return Models(make_test_tokenizer(d / "tok"), str(save_random_depth_anything(d / "tiny-da", arch="tiny", seed=0)))
+    return Models(make_test_tokenizer(d / "tok"), str(save_random_depth_anything(d / "tiny-da", arch="tiny", seed=0)),
+                  save_tiny_depth_tokenizer(d / "vae.safetensors"))
 
 
 @pytest.fixture(scope="session", autouse=True)

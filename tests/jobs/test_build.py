@@ -36,8 +36,12 @@ def test_build_bridge_debug_with_tiny_depth_anything(bridge_debug_dir, tmp_path)
     src_path.write_text(yaml.safe_dump(spec))
     src = load_source(src_path)
     tiny = save_random_depth_anything(tmp_path / "tiny-da", arch="tiny", seed=0)
+    # The statistics MolmoAct's own ActionProcessor computed on this sample (tests/annotators/golden), so that the
+    # exported processed_action can be compared with what its preprocessing wrote, byte for byte.
+    golden = json.loads((REPO / "tests" / "annotators" / "golden" / "molmoact_bridge_actions.json").read_text())
+    (tmp_path / "stats.json").write_text(json.dumps({"bridge_debug": golden["stats"]}))
     cfg = load_config(None, None, **{
-        "depth.model": tiny, "depth.input_size": 252,
+        "depth.model": tiny, "depth.input_size": 252, "actions.statistics": str(tmp_path / "stats.json"),
         "depth_tokenizer.checkpoint": save_tiny_depth_tokenizer(tmp_path / "vae.safetensors"),
         "actions.tokenizer": make_test_tokenizer(tmp_path / "tok"), "output.episodes_per_shard": 8,
     })
@@ -82,6 +86,17 @@ def test_build_bridge_debug_with_tiny_depth_anything(bridge_debug_dir, tmp_path)
     assert "demo tokenizer" not in card
     stats = json.loads((out / "dataset_statistics.json").read_text())
     assert stats["bridge_debug"]["action"]["q01"] and stats["bridge_debug"]["num_trajectories"] == 25
+
+    # MolmoAct's fine-tuning layout from these shards: processed_action exactly as its preprocessing writes it.
+    assert main(["export", "molmoact", str(out), "--to", str(tmp_path / "ft"), "--layout", "finetune"]) == 0
+    ft = datasets.load_from_disk(str(tmp_path / "ft"))
+    first = golden["episodes"][0]
+    # the first record of the first shard file, as tfds read it for the golden (file paths repeat across episodes)
+    rows = [r for r in ft if r["key"].startswith("bridge_debug__train-00000-000000__")]
+    assert all(r["source_episode_id"].startswith(first["file_path"]) for r in rows)
+    assert rows
+    for r in rows:
+        assert r["processed_action"] == first["processed_action"][int(r["key"].rsplit("__", 1)[1])]
 
 
 def test_demo_prints_where_everything_is(tmp_path, capsys, monkeypatch):

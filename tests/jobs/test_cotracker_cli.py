@@ -14,6 +14,7 @@ import json
 
 import pytest
 import yaml
+from depth_factory import save_tiny_depth_tokenizer
 
 from armdata.annotators.actions.tokenizer import make_test_tokenizer
 from armdata.cli import main
@@ -42,7 +43,9 @@ def test_build_with_real_cotracker3_classes_from_the_cli(tmp_path, capsys):
     src.write_text(yaml.safe_dump(spec))
     tok = make_test_tokenizer(str(tmp_path / "tok"))
     out = tmp_path / "out"
+    vae = save_tiny_depth_tokenizer(tmp_path / "vae.safetensors")
     rc = main(["build", "--source", str(src), "--out", str(out), "--tokenizer", str(tok), "--no-audit",
+               "--depth-tokenizer", vae,
                "--tracker", "cotracker", "--tracker-checkpoint", str(ckpt), "--trace-mode", "track"])
     assert rc == 0, capsys.readouterr().err
     run = json.loads((out / "run.json").read_text())

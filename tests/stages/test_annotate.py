@@ -248,7 +248,7 @@ def test_shards_are_identical_with_batch_sizes_1_8_and_64(small_sample, tokenize
         out = tmp_path / f"out{b}"
         cfg = load_config(None, [f"batch.depth.cpu={b}", f"batch.depth_codes.cpu={b}", f"batch.pointer.cpu={b}"],
                           **{"actions.tokenizer": tokenizer_dir, "output.episodes_per_shard": 2,
-                             "depth.model": model})
+                             "depth.model": model, "depth_tokenizer.checkpoint": _VAE[0]})
         res = annotate_sources([src], str(out), cfg, stats, [])
         assert (res.episodes_annotated, res.episodes_failed) == (4, 0)
         hashes.add(res.config_hash)  # batch sizes say how to run, not what to make: one config hash

@@ -20,7 +20,7 @@ ARCHS: dict[str, dict] = {
 def save_random_depth_anything(out_dir: str | os.PathLike, arch: str = "tiny", seed: int = 0) -> str:
     """Write a random Depth Anything V2 model (``tiny`` | ``small``) and its image processor to ``out_dir``."""
     import torch
-    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessor
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
 
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHS)}")
@@ -38,12 +38,9 @@ def save_random_depth_anything(out_dir: str | os.PathLike, arch: str = "tiny", s
     )
     torch.manual_seed(seed)
     model = DepthAnythingForDepthEstimation(config).eval()
-    # Depth Anything V2's released processor settings: keep aspect, shorter side to 518, multiple of 14, bicubic.
-    processor = DPTImageProcessor(
-        do_resize=True, size={"height": 518, "width": 518}, keep_aspect_ratio=True, ensure_multiple_of=14,
-        resample=3, do_rescale=True, rescale_factor=1 / 255, do_normalize=True,
-        image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225], do_pad=False,
-    )
+    from armdata.annotators.depth.original_checkpoint import released_processor
+
+    processor = released_processor()  # keep aspect, shorter side to 518, multiple of 14, bicubic
     os.makedirs(out_dir, exist_ok=True)
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
