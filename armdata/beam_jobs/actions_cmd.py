@@ -28,6 +28,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokenizer", default=None,
                         help="hub id or local directory of the tokenizer (default Qwen/Qwen2-7B)")
     parser.add_argument("--revision", default=None, help="hub revision of the tokenizer")
+    parser.add_argument("--preset", default="molmoact", choices=["molmoact", "armdata"],
+                        help="the build's preset: molmoact writes the gripper as 1 - a (float32, eps 1e-8), armdata "
+                             "as the source says; decoding maps the gripper back accordingly")
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--text", default=None, help="the answer text")
     src.add_argument("--text-file", default=None, help="a file holding the answer text")
@@ -52,7 +55,13 @@ def _dataset_entry(path: str, name: str | None) -> tuple[str, dict]:
 
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     from armdata.annotators.actions.tokenizer import DEFAULT_TOKENIZER, ActionTokenizer
-    from armdata.annotators.actions.normalize import ActionStats, encode, render_action_text
+    from armdata.annotators.actions.normalize import (
+        NORMALIZERS,
+        ActionStats,
+        bins_to_ids,
+        render_action_text,
+        to_bins,
+    )
     from armdata.annotators.molmoact_parse import extract_action_id_lists, parse_actions
 
     name, entry = _dataset_entry(args.stats, args.dataset)
@@ -66,7 +75,8 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
             raise ArmdataError(f"--encode wants {stats.dim} comma-separated numbers, got {args.encode!r}") from None
         if action.shape != (stats.dim,):
             raise ArmdataError(f"--encode wants {stats.dim} numbers, got {action.size}")
-        bins, ids = encode(action, stats, tok.vocab_size)
+        bins = to_bins(NORMALIZERS[args.preset](action, stats))
+        ids = bins_to_ids(bins, tok.vocab_size)
         print(json.dumps({"dataset": name, "bins": bins.tolist(), "ids": ids.tolist(),
                           "text": render_action_text(tok.ids_to_symbols(ids))}, ensure_ascii=False))
         return 0
@@ -80,6 +90,9 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         text = sys.stdin.read()
     ids = extract_action_id_lists(text, tok, only_len=stats.dim)
     actions = parse_actions(text, tok, stats)
+    if args.preset == "molmoact":  # the tokens carry 1 - a for the gripper (MolmoAct's ActionProcessor)
+        for a in actions:
+            a[-1] = 1.0 - a[-1]
     print(json.dumps({"dataset": name, "ids": ids, "actions": [a.tolist() for a in actions]}))
     if not actions:
         print(f"no list of {stats.dim} action tokens found in the text", file=sys.stderr)

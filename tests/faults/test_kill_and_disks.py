@@ -39,9 +39,9 @@ def sample_src(tmp_path_factory) -> Path:
     return path
 
 
-def _args(src: Path, out: Path, tokenizer: str) -> list[str]:
-    return ["build", "--source", str(src), "--out", str(out), "--tokenizer", tokenizer,
-            "--episodes-per-shard", "2", "--no-audit"]
+def _args(src: Path, out: Path, models) -> list[str]:
+    return ["build", "--source", str(src), "--out", str(out), "--tokenizer", models.tokenizer,
+            "--depth-tokenizer", models.depth_tokenizer, "--episodes-per-shard", "2", "--no-audit"]
 
 
 def _manifests(out: Path) -> dict[str, dict]:
@@ -69,25 +69,25 @@ def _kill_when(proc: subprocess.Popen, ready, timeout: float = 300) -> bool:
 
 def test_kill_9_at_three_points_then_resume_gives_the_uninterrupted_output(sample_src, tmp_path, models):
     reference = tmp_path / "reference"
-    assert run_cli(_args(sample_src, reference, models.tokenizer)).rc == 0
+    assert run_cli(_args(sample_src, reference, models)).rc == 0
     out = tmp_path / "out"
     lock = out / ".armdata.lock"
 
     # 1. During the statistics step. While it runs, a second run into the folder is refused, naming it.
-    proc = _start(_args(sample_src, out, models.tokenizer), tmp_path / "cache")
+    proc = _start(_args(sample_src, out, models), tmp_path / "cache")
     assert _kill_when(proc, lambda: glob.glob(str(out / ".stats-*"))), "run 1 ended before its statistics step"
     # (the lock is still there: kill -9 gives the run no chance to remove it)
     info = json.loads(lock.read_text())
     assert info["pid"] == proc.pid and info["host"] == socket.gethostname()
 
     # 2. After some episodes are annotated (the stale lock of run 1 is taken over).
-    proc = _start(_args(sample_src, out, models.tokenizer), tmp_path / "cache")
+    proc = _start(_args(sample_src, out, models), tmp_path / "cache")
     parts = lambda: glob.glob(str(out / ".work" / "*" / "episodes" / "*.tar"))  # noqa: E731
     seen_running = False
     while not seen_running and proc.poll() is None:
         if lock.exists() and json.loads(lock.read_text() or "{}").get("pid") == proc.pid:
             seen_running = True
-            second = run_cli(_args(sample_src, out, models.tokenizer))
+            second = run_cli(_args(sample_src, out, models))
             assert second.rc == 2 and f"pid {proc.pid} on host {socket.gethostname()}" in second.err, second.err
         time.sleep(0.01)
     assert _kill_when(proc, lambda: len(parts()) >= 2)
@@ -95,11 +95,11 @@ def test_kill_9_at_three_points_then_resume_gives_the_uninterrupted_output(sampl
     assert 2 <= done_before < 6
 
     # 3. While the shards are being assembled (or just after: the run may win the race).
-    proc = _start(_args(sample_src, out, models.tokenizer), tmp_path / "cache")
+    proc = _start(_args(sample_src, out, models), tmp_path / "cache")
     _kill_when(proc, lambda: glob.glob(str(out / "shards" / "*.tar*")))
 
     # Resume: finished episodes are skipped, and the output is byte for byte the uninterrupted one.
-    res = run_cli(_args(sample_src, out, models.tokenizer))
+    res = run_cli(_args(sample_src, out, models))
     assert res.rc == 0, res.err[-2000:]
     run = json.loads((out / "run.json").read_text())
     assert run["counts"]["episodes_skipped"] >= done_before
@@ -129,7 +129,7 @@ def test_a_full_or_read_only_output_disk_is_one_error_line(sample_src, tmp_path,
     mnt = tmp_path / "mnt"
     _mount_tmpfs(mnt, "256k", readonly=kind == "read-only")
     try:
-        res = run_cli(_args(sample_src, mnt / "out", models.tokenizer))
+        res = run_cli(_args(sample_src, mnt / "out", models))
     finally:
         _umount(mnt)
     want = "no space left" if kind == "full" else "read-only"

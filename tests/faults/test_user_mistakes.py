@@ -150,8 +150,8 @@ def test_pickled_checkpoint_and_model_folder_are_refused_without_running_them(sm
     marker = tmp_path / "PWNED"
     ckpt = tmp_path / "vae.pt"
     torch.save({"model": Payload(marker)}, ckpt)
-    res = run_cli(["build", "--source", str(good), "--out", str(tmp_path / "o1"), "--no-audit",
-                   "--depth-tokenizer", str(ckpt)] + models.args())
+    res = run_cli(["build", "--source", str(good), "--out", str(tmp_path / "o1"), "--no-audit"] + models.args()
+                  + ["--depth-tokenizer", str(ckpt)])
     _one_error_line(res, "vae.pt", "weights-only")
 
     folder = Path(save_random_depth_anything(tmp_path / "da", arch="tiny", seed=0))
@@ -159,7 +159,8 @@ def test_pickled_checkpoint_and_model_folder_are_refused_without_running_them(sm
         f.unlink()
     torch.save({"w": Payload(marker)}, folder / "pytorch_model.bin")
     res = run_cli(["build", "--source", str(good), "--out", str(tmp_path / "o2"), "--no-audit",
-                   "--tokenizer", models.tokenizer, "--set", f"depth.model={folder}", "--set", "depth.input_size=56"])
+                   "--tokenizer", models.tokenizer, "--set", f"depth.model={folder}", "--set", "depth.input_size=56",
+                   "--depth-tokenizer", models.depth_tokenizer])
     _one_error_line(res, "cannot load", str(folder), "UnpicklingError")
     assert not marker.exists()
 

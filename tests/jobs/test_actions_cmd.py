@@ -27,14 +27,17 @@ def stats_file(tmp_path):
     return str(p)
 
 
-def test_encode_then_decode_returns_the_action_within_half_a_bin(tok_dir, stats_file, capsys):
+@pytest.mark.parametrize("preset", ["molmoact", "armdata"])
+def test_encode_then_decode_returns_the_action_within_half_a_bin(tok_dir, stats_file, capsys, preset):
     action = [0.011, -0.004, 0.0, 0.019, -0.02, 0.005, 1.0]
-    assert main(["decode-action", "--stats", stats_file, "--tokenizer", tok_dir,
+    assert main(["decode-action", "--stats", stats_file, "--tokenizer", tok_dir, "--preset", preset,
                  "--encode", ",".join(map(str, action))]) == 0
     encoded = json.loads(capsys.readouterr().out)
+    # the open gripper (1) is written as 1 - 1 = 0 (bin 128) by MolmoAct's ActionProcessor, as 1 (bin 256) by armdata's
+    assert encoded["bins"][6] == {"molmoact": 128, "armdata": 256}[preset]
     answer = f"Based on these, the action that the robot should take is {encoded['text']}."
     assert main(["decode-action", "--stats", stats_file, "--dataset", "ds", "--tokenizer", tok_dir,
-                 "--text", answer]) == 0
+                 "--preset", preset, "--text", answer]) == 0
     decoded = json.loads(capsys.readouterr().out)
     assert decoded["ids"] == [encoded["ids"]]
     half_bin = np.array([0.02] * 6 + [1.0]) / 255 + 1e-12

@@ -104,13 +104,14 @@ MOLMOACT_NOTES = (
     "Depth map: the original Depth-Anything-V2 `infer_image(bgr, 518)` (cv2 cubic resize to a short side >= 518, "
     "multiple of 14; bilinear align_corners back), min-max with +1e-8 truncated to uint8, PIL bilinear to 320x320.",
     "Actions: float32 with eps 1e-8 on q99 - q01, zero-range dims by `np.isclose`; the gripper is written as "
-    "`1 - a` (not normalized), so it reads 1 = closed where the source says 1 = open; the paper describes "
-    "normalizing every dimension by q01/q99.",
+    "`1 - a` (not normalized), so it reads 1 = closed where the source says 1 = open; the paper describes q01/q99 "
+    "normalization into 256 bins and does not mention the inversion.",
     "Action chunks: the fine-tuning answers carry `chunked_action`, the next 8 steps padded with the last; the "
     "multi-view prompt and answer are the fine-tuning loader's (its answer names the trace twice, as the 'left' "
     "and the 'right' end effector's).",
-    "Trace: the released preprocessing writes the pointer's pixel coordinates; the paper and MolmoAct's evaluation "
-    "code (`scale_pt`) read traces as [0, 255]: armdata writes [0, 255].",
+    "Trace: the released preprocessing writes the pointer's pixel coordinates (and `[current point]` or `[]` where "
+    "no point was found); the paper and MolmoAct's evaluation code (`scale_pt`) read traces as [0, 255]: armdata "
+    "writes [0, 255] and gives a step without a trusted point no trace.",
 )
 
 

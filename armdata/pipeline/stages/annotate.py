@@ -164,6 +164,18 @@ def require_depth_tokenizer(cfg: AnnotateConfig, sources: list[SourceConfig]) ->
         )
 
 
+def _is_demo_tokenizer(path: str) -> bool:
+    """Whether ``path`` is the shipped demo tokenizer (named explicitly or taken by default on the sample)."""
+    import os
+
+    from armdata.annotators.depth.tokenizer import default_demo_tokenizer_path
+
+    try:
+        return os.path.realpath(path) == os.path.realpath(default_demo_tokenizer_path())
+    except ArmdataError:  # the asset is missing: then this is not it
+        return False
+
+
 # How each preset feeds the VQ-VAE a checkpoint that does not record it (AiT .pt files such as vae-final.pt).
 TOKENIZER_INPUT_SCALING = {"molmoact": "unit", "armdata": "signed"}
 
@@ -199,7 +211,7 @@ class DepthCodeStage:
         if self.tokenizer is None:
             self.setup(device="cpu")
         prov = dict(self.tokenizer.provenance())
-        prov["demo"] = not self.cfg.depth_tokenizer.checkpoint
+        prov["demo"] = _is_demo_tokenizer(self.checkpoint())
         return prov
 
     def inputs(self, work: EpisodeWork) -> tuple[tuple, np.ndarray]:
