@@ -11,7 +11,6 @@ import numpy as np
 import yaml
 
 from armdata.annotators.actions.tokenizer import make_test_tokenizer
-from armdata.annotators.depth.tokenizer import default_demo_tokenizer_path
 from armdata.beam_jobs.build import build
 from armdata.cli import main
 from armdata.pipeline.sources.rlds import read_episodes
@@ -19,6 +18,7 @@ from armdata.pipeline.sources.standardize import standardize
 from armdata.pipeline.stages.config import load_config
 from armdata.schemas.sample import SampleAnnotation
 from armdata.schemas.source import load_source
+from depth_factory import save_tiny_depth_tokenizer
 from fit_factory import look_at
 
 REPO = Path(__file__).resolve().parents[2]
@@ -68,7 +68,7 @@ def test_build_on_real_bridge_with_ecot_points_fits_the_camera(bridge_debug_dir,
     n = _ecot_file(src, ecot, np.random.default_rng(0))
     cfg = load_config(None, None, **{
         "depth.model": save_random_depth_anything(tmp_path / "tiny-da", arch="tiny", seed=0),
-        "depth.input_size": 56, "depth_tokenizer.checkpoint": default_demo_tokenizer_path(),
+        "depth.input_size": 56, "depth_tokenizer.checkpoint": save_tiny_depth_tokenizer(tmp_path / "vq.safetensors"),
         "actions.tokenizer": make_test_tokenizer(tmp_path / "tok"), "output.episodes_per_shard": 8,
     })
     out = tmp_path / "out"

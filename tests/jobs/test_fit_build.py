@@ -13,12 +13,12 @@ import pytest
 
 import fit_factory
 from armdata.annotators.actions.tokenizer import make_test_tokenizer
-from armdata.annotators.depth.tokenizer import default_demo_tokenizer_path
 from armdata.annotators.locate.fit import FLAG_POINT_OUTLIER, FLAG_FIT_POOR
 from armdata.annotators.locate.points import rows_to_jsonl, rows_to_parquet, PointRow
 from armdata.cli import main
 from armdata.pipeline.audit.trace_eval import evaluate_traces, summarize
 from armdata.schemas.sample import SampleAnnotation
+from depth_factory import save_tiny_depth_tokenizer
 from rlds_factory import write_source
 
 
@@ -33,13 +33,14 @@ def tiny_models(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("models")
     return {"depth": save_random_depth_anything(d / "tiny-da", arch="tiny", seed=0),
+            "depth_tokenizer": save_tiny_depth_tokenizer(d / "vq.safetensors"),
             "tokenizer": make_test_tokenizer(d / "tok")}
 
 
 def build_args(src, out, models, *extra) -> list[str]:
-    # Depth settings are explicit (a real source needs a real depth tokenizer; the demo one stands in here).
+    # Depth settings are explicit (a real source needs a depth tokenizer: a tiny AiT-layout one here).
     return ["build", "--source", str(src), "--out", str(out), "--depth-model", models["depth"],
-            "--depth-tokenizer", default_demo_tokenizer_path(), "--tokenizer", models["tokenizer"],
+            "--depth-tokenizer", models["depth_tokenizer"], "--tokenizer", models["tokenizer"],
             "--set", "depth.input_size=56", "--episodes-per-shard", "5", "--no-audit", *extra]
 
 
