@@ -461,7 +461,8 @@ def add_config_flags(parser) -> None:
     parser.add_argument("--tokenizer", help="action tokenizer hub id or local dir (default Qwen/Qwen2-7B)")
     parser.add_argument("--trace-mode", choices=["track", "point-every-frame", "point-keyframes"])
     parser.add_argument("--locator", help="projection | fit | hint | pointer | auto")
-    parser.add_argument("--tracker", help="lk | template | cotracker | sam2 (cotracker/sam2 need --tracker-checkpoint)")
+    parser.add_argument("--tracker", help="auto (default: cotracker where installed with --tracker-checkpoint, else "
+                        "hybrid) | hybrid | lk | template | cotracker | sam2")
     parser.add_argument("--tracker-checkpoint", help="cotracker: CoTracker3 .pth; sam2: Sam2Video checkpoint dir or id")
     parser.add_argument("--tracker-device", help="torch device of the cotracker/sam2 tracker (cuda on GPU workers)")
     parser.add_argument("--pointer-model", help="pointing VLM (Molmo 2, or Molmo 1 with --pointer-trust-remote-code)")

@@ -1,5 +1,5 @@
 """The trace stage's modes over one episode, the keyframe schedule, flags, and the evaluation against ground
-truth; plus the must-show on the built-in sample world (track + lk seeded by projection, mean error <= 3)."""
+truth; plus the must-show on the built-in sample world (track + the default tracker seeded by projection, mean error <= 3)."""
 
 from __future__ import annotations
 
@@ -60,8 +60,8 @@ def test_track_mode_with_projection_seed_follows_the_patch():
     assert isinstance(pts, EpisodePoints) and pts.points_uv.dtype == np.float32
     assert pts.visible.all() and pts.pointer_calls == 0
     assert np.abs(pts.points_uv - gt).max() < 0.5
-    assert pts.method[0] == "projection" and set(pts.method[1:]) == {"lk"}
-    assert pts.provenance["seed_frame"] == 0 and pts.provenance["tracker"]["tracker"] == "lk"
+    assert pts.method[0] == "projection" and set(pts.method[1:]) == {"hybrid"}
+    assert pts.provenance["seed_frame"] == 0 and pts.provenance["tracker"]["tracker"] == "hybrid"
     assert (np.diff(pts.confidence[1:]) <= 0).all()  # confidence decays away from the anchor
 
 
@@ -177,7 +177,7 @@ def test_evaluate_traces_counts_missing_traces_and_false_points():
 
 
 def test_sample_world_track_lk_projection_trace_error_is_small():
-    """The must-show on the built-in sample's renderer: track + lk seeded by projection, mean <= 3 in [0, 255]."""
+    """The must-show on the built-in sample's renderer: track + the default tracker seeded by projection, mean <= 3 in [0, 255]."""
     from armdata.synthetic import world as sw
     from armdata.schemas.source import resolve_source
 

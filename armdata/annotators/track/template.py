@@ -42,19 +42,19 @@ class TemplateConfig:
     """Settings of the template tracker, each with its reason."""
 
     default_size_frac: float = 0.08  # gripper size when no locator knows it, as a fraction of the image width
-    template_frac: float = 1.4  # template side / gripper size: the whole gripper and its outline
+    template_frac: float = 1.0  # template side / gripper size: the whole gripper, little background
     min_side: int = 11  # a smaller template has too little structure to correlate reliably
     max_side: int = 95  # cost grows with the square of the side; a larger gripper is matched downscaled
     search_frac: float = 0.6  # search radius around the prediction, in gripper sizes (plus the last motion)
+    prior_frac: float = 0.3  # motion prior: a match this many gripper sizes from the prediction loses 0.1 of score
     scale_step: float = 1.05  # scales tried per step: 1/s, 1, s (a gripper approaching the camera grows ~1-2%/step)
     scale_margin: float = 0.005  # another scale is taken only when it correlates better by this much (no jitter)
-    blur_sigma: float = 1.0  # Gaussian blur of every frame before matching (motion blur, JPEG blocks)
+    blur_sigma: float = 2.0  # Gaussian blur of every frame before matching (motion blur, JPEG blocks)
     min_score: float = 0.5  # normalised correlation below this fails the step
-    anchor_score: float = 0.6  # the seed template corrects the position when it matches at least this well
     ecc_min: float = 0.7  # the seed patch's affine alignment is taken when it correlates at least this well
     ecc_iterations: int = 30  # ECC iterations per frame (it starts within a pixel or two of the answer)
     anchor_radius_frac: float = 0.15  # ... and lands within this many gripper sizes of the running match
-    fb_frac: float = 0.12  # forward-backward round trip above this many gripper sizes (at least 1.5 px) fails
+    fb_frac: float = 0.2  # forward-backward round trip above this many gripper sizes (at least 1.5 px) fails
     velocity_decay: float = 0.8  # the prediction keeps this share of the last motion (a gripper slows and turns)
     lost_after: int = 3  # failed steps in a row before the point is lost and re-detection starts
     redetect_score: float = 0.75  # a re-detection must match the seed template at least this well
@@ -90,14 +90,22 @@ def _peak(score: np.ndarray) -> tuple[float, float, float]:
     return x + float(np.clip(dx, -0.5, 0.5)), y + float(np.clip(dy, -0.5, 0.5)), float(best)
 
 
-def _match(img: np.ndarray, tmpl: np.ndarray, centre: np.ndarray, radius: float) -> tuple[np.ndarray, float]:
-    """Where ``tmpl``'s centre best matches in ``img`` within ``radius`` px of ``centre``: (uv, NCC score)."""
+def _match(img: np.ndarray, tmpl: np.ndarray, centre: np.ndarray, radius: float,
+           prior_px: float = 0.0) -> tuple[np.ndarray, float]:
+    """Where ``tmpl``'s centre best matches in ``img`` within ``radius`` px of ``centre``: (uv, NCC score).
+
+    prior_px > 0: the score is lowered by 0.1 * (distance / prior_px)^2 away from ``centre`` (a motion prior: of
+    two equally good matches, such as two places along a uniform arm link, the predicted one wins)."""
     side = tmpl.shape[0]
     r = max(1, int(math.ceil(radius)))
     region = _patch(img, centre, side + 2 * r)
     if float(tmpl.std()) < 1e-3:
         return centre.copy(), -1.0
-    x, y, s = _peak(cv2.matchTemplate(region, tmpl, cv2.TM_CCOEFF_NORMED))
+    score = cv2.matchTemplate(region, tmpl, cv2.TM_CCOEFF_NORMED)
+    if prior_px > 0:
+        yy, xx = np.mgrid[0 : score.shape[0], 0 : score.shape[1]].astype(np.float32)
+        score = score - 0.1 * ((xx - r) ** 2 + (yy - r) ** 2) / (prior_px * prior_px)
+    x, y, s = _peak(score)
     return np.array([centre[0] - r + x, centre[1] - r + y], np.float32), s
 
 
@@ -184,7 +192,7 @@ class TemplateTracker:
         best = (pred, size, -2.0)
         for k in (1.0, 1 / c.scale_step, c.scale_step):  # a new scale must beat the current one by scale_margin
             side = self._side(size * k)
-            uv, sc = _match(b, self._resized(running, side), pred, radius)
+            uv, sc = _match(b, self._resized(running, side), pred, radius, c.prior_frac * size)
             if sc > best[2] + (c.scale_margin if k != 1.0 else 0.0):
                 best = (uv, size * k, sc)
         uv, new_size, score = best

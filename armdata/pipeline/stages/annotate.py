@@ -293,10 +293,13 @@ class TraceStageRunner:
         from armdata.pipeline.stages.trace import TraceConfig
 
         t = self.cfg.trace
+        from armdata.annotators.track import resolve_tracker
+
         mode = t.mode
         if locator == "fit" and "mode" not in t.model_fields_set:
             mode = "point-every-frame"  # the fitted camera gives every step; a tracker would only add drift
-        return TraceConfig(mode=mode, locator=locator, tracker=t.tracker, keyframe_every=t.keyframe_every,
+        return TraceConfig(mode=mode, locator=locator, tracker=resolve_tracker(t.tracker, t.tracker_checkpoint),
+                           keyframe_every=t.keyframe_every,
                            pointer_model=t.pointer_model, pointer_trust_remote_code=t.pointer_trust_remote_code,
                            pointer_device=t.pointer_device, pointer_arm=t.pointer_arm, tracker_checkpoint=t.tracker_checkpoint,
                            tracker_device=t.tracker_device, disagreement_px=t.disagreement_px)

@@ -39,7 +39,8 @@ class TraceSettings(_Section):
     mode: Literal["track", "point-every-frame", "point-keyframes"] = "track"
     locator: str = Field("auto", description="projection | fit | hint | pointer | auto (projection if calibrated, fit if points "
                          "tables are given, else hint)")
-    tracker: str = Field("lk", description="lk (default, no weights) | cotracker | sam2")
+    tracker: str = Field("auto", description="auto (cotracker if installed with a checkpoint, else hybrid) | hybrid | "
+                                             "lk | template | cotracker | sam2")
     keyframe_every: int = Field(10, description="point-keyframes: frames between pointer calls")
     pointer_model: str | None = Field(None, description="pointing VLM hub id or local dir (pointer locator)")
     pointer_trust_remote_code: bool = Field(False, description="let Molmo 1 checkpoints run their shipped code")

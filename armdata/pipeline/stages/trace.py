@@ -57,7 +57,7 @@ class TraceConfig:
 
     mode: Literal["point-every-frame", "track", "point-keyframes"] = "track"  # see the module docstring
     locator: str = "projection"  # registry name: projection (calibrated sources), hint, pointer
-    tracker: str = "lk"  # registry name: lk needs no weights; cotracker/sam2 when installed
+    tracker: str = "hybrid"  # registry name: hybrid/lk/template need no weights; cotracker/sam2 when installed
     keyframe_every: int = 10  # point-keyframes: one locator call per this many frames (50 steps -> 5 calls)
     disagreement_px: float = 6.0  # a keyframe where pointer and arriving track differ by more is flagged
     seed_batch: int = 8  # track mode: frames asked per locator call while searching for the first found frame
