@@ -1,5 +1,6 @@
-"""Trace benchmark, one run: LK tracker speed at 256x320 against plain OpenCV LK, trace error on the built-in
-sample (track + lk seeded by projection / hint), and pointer calls of point-keyframes vs point-every-frame on
+"""Trace benchmark, one run: LK tracker speed at 256x320 against plain OpenCV LK; the default tracker (hybrid) against
+LK and the template tracker on a differently drawn robot (frames held, error, speed, ratios to LK); trace error on
+the built-in sample (track + the default tracker seeded by projection / hint), and pointer calls of point-keyframes vs point-every-frame on
 50-step episodes with a stand-in pointer (ground truth + noise).
 
     python benchmarks/bench_trace.py [--episodes 6] [--noise-px 1.0]
@@ -59,6 +60,38 @@ def bench_lk(frames_n: int = 100, repeats: int = 3) -> None:
     print(f"bare cv2 LK baseline: {frames_n / base:.0f} frames/s; armdata lk / baseline speed = {base / best:.2f}x")
 
 
+def bench_drawn(episodes: int = 6) -> None:
+    """Trackers seeded exactly on frame 0 of a 50-step differently drawn robot (blur, JPEG, 1.7x scale change)."""
+    from trace_factory import drawn_robot_episode
+
+    from armdata.annotators.track import TRACKERS
+
+    rows = {}
+    data = [drawn_robot_episode(seed=s) for s in range(episodes)]
+    for name in ("lk", "template", "hybrid"):
+        held, errs, secs = [], [], 0.0
+        for frames, gt, size in data:
+            tr = TRACKERS.create(name)
+            t0 = time.perf_counter()
+            res = tr.track(frames, np.array([[0, *gt[0]]]), size_px=size[0])
+            secs += time.perf_counter() - t0
+            v = res.visible[:, 0]
+            err = np.linalg.norm(res.tracks[:, 0] - gt, axis=1)
+            bad = v & (err > np.maximum(5.0, 0.25 * size))
+            h = min(int(np.argmax(bad)) if bad.any() else len(gt), int(np.nonzero(v)[0].max()) + 1)
+            held.append(h)
+            errs.append(float(err[:h][v[:h]].mean()))
+        rows[name] = (held, float(np.mean(errs)), secs / (len(data) * len(data[0][0])))
+    print(f"\ndifferently drawn robot, {episodes} episodes x 50 frames at 240x320, seeded exactly on frame 0:")
+    for name, (held, err, spf) in rows.items():
+        print(f"  {name:<9} frames held {held} (mean {np.mean(held):.1f}), mean error while held {err:.2f} px, "
+              f"{1000 * spf:.1f} ms/frame")
+    base = rows["lk"]
+    for name in ("template", "hybrid"):
+        print(f"  {name} / lk: frames held {np.mean(rows[name][0]) / max(1e-9, np.mean(base[0])):.1f}x, "
+              f"time per frame {rows[name][2] / base[2]:.1f}x")
+
+
 def sample_episodes(steps: int | None, episodes: int):
     """The built-in sample read through the real reader and standardizer (steps=None: the built-in default)."""
     from armdata.pipeline.sources.rlds import read_episodes
@@ -102,11 +135,12 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
 
     bench_lk()
+    bench_drawn()
 
     src, eps = sample_episodes(None, args.episodes)
     h, w = eps[0].image_size
     print(f"\nbuilt-in sample: {len(eps)} episodes x {eps[0].num_steps} steps, {w}x{h}; errors in [0,255] units")
-    print(line("track + lk, seeded by projection", run_mode(src, eps, TraceConfig(mode="track", locator="projection"))))
+    print(line("track + default tracker, seeded by projection", run_mode(src, eps, TraceConfig(mode="track", locator="projection"))))
 
     from armdata.schemas.source import LocatorHint
 
@@ -114,7 +148,7 @@ def main() -> int:
         u, v = ground_truth(ep)[0][0]
         return src.model_copy(update={"locator_hint": LocatorHint(pixel=(float(u), float(v)))})
 
-    print(line("track + lk, seeded by hint (frame-0 pixel)", run_mode(src, eps, TraceConfig(mode="track", locator="hint"),
+    print(line("track + default tracker, seeded by hint (frame-0 pixel)", run_mode(src, eps, TraceConfig(mode="track", locator="hint"),
                                                                        source_for=hinted_src)))
 
     src50, eps50 = sample_episodes(50, args.episodes)
@@ -128,7 +162,7 @@ def main() -> int:
     track = run_mode(src50, eps50, TraceConfig(mode="track", locator="projection"))
     print(line("point-every-frame (stand-in pointer)", every))
     print(line("point-keyframes K=10 (stand-in pointer)", keyf))
-    print(line("track + lk, seeded by projection", track))
+    print(line("track + default tracker, seeded by projection", track))
     print(f"pointer calls every-frame / keyframes = {every['calls'] / max(1, keyf['calls']):.1f}x fewer; "
           f"mean error keyframes / every-frame = {keyf['mean'] / every['mean']:.2f}")
     return 0

@@ -60,6 +60,7 @@ class TemplateConfig:
     redetect_score: float = 0.75  # a re-detection must match the seed template at least this well
     background_min_frames: int = 8  # fewer frames give no reliable per-pixel median background
     background_tol: float = 12.0  # |frame - median| below this (0..255) is background; soft up to twice this
+    seed_foreground: float = 0.5  # background suppression only where this share of the seed's centre moves
     static_max_moving: float = 0.5  # a median frame with more than this share of changed pixels: moving camera
 
 
@@ -140,10 +141,19 @@ class TemplateTracker:
             size = self.gripper_size(size_px, w)
             # A gripper larger than max_side is tracked on frames scaled down to fit (cost grows with side^2).
             f = min(1.0, self.cfg.max_side / (size * self.cfg.template_frac))
-            imgs = self._suppress_background([self._prepare(x, f) for x in frames])
-            grays = [cv2.cvtColor(x, cv2.COLOR_RGB2GRAY) for x in imgs]
+            plain = [self._prepare(x, f) for x in frames]
+            masks = self._foreground(plain)
+            fg = [np.ascontiguousarray(x * m) for x, m in zip(plain, masks)] if masks is not None else plain
+            views = {}
             for j in range(n):
                 t0, p0 = int(q[j, 0]), (q[j, 1:] * f).astype(np.float32)
+                # Suppress the background only where the median saw the gripper as moving at its seed (a short
+                # clip in which it barely moves puts the gripper itself into the median).
+                use_fg = masks is not None and self._seed_is_foreground(masks[t0], p0, size * f)
+                if use_fg not in views:
+                    chosen = fg if use_fg else plain
+                    views[use_fg] = (chosen, [cv2.cvtColor(x, cv2.COLOR_RGB2GRAY) for x in chosen])
+                imgs, grays = views[use_fg]
                 for step in (1, -1):
                     for i, p, ok, e in self._follow(imgs, grays, t0, step, p0, size * f):
                         tracks[i, j], visible[i, j], fb[i, j] = p / f, ok, e / f
@@ -158,20 +168,24 @@ class TemplateTracker:
         s = self.cfg.blur_sigma
         return cv2.GaussianBlur(img, (0, 0), s) if s > 0 else img
 
-    def _suppress_background(self, imgs: list[np.ndarray]) -> list[np.ndarray]:
-        """With a fixed camera (most pixels of most frames equal the per-pixel median), the median is the scene
-        without the arm: pixels near it are set to 0 so a template matches the moving robot, not the clutter it
-        passes over. A moving camera, or too few frames for a median, leaves the frames as they are."""
+    def _foreground(self, imgs: list[np.ndarray]) -> list[np.ndarray] | None:
+        """Per frame, a soft mask [H, W, 1] of what differs from the per-pixel median: with a fixed camera the
+        median is the scene without the arm, and a template on masked frames matches the moving robot, not the
+        clutter it passes over. None for a moving camera or too few frames for a median."""
         c = self.cfg
         if len(imgs) < c.background_min_frames:
-            return imgs
+            return None
         stack = np.stack(imgs)
         bg = np.median(stack, axis=0)
         diff = np.abs(stack - bg).max(axis=-1)  # [T, H, W]
         if float(np.median((diff > c.background_tol).mean(axis=(1, 2)))) > c.static_max_moving:
-            return imgs
-        mask = np.clip((diff - c.background_tol) / c.background_tol, 0.0, 1.0)[..., None]
-        return [np.ascontiguousarray(x * m) for x, m in zip(imgs, mask)]
+            return None
+        return list(np.clip((diff - c.background_tol) / c.background_tol, 0.0, 1.0)[..., None])
+
+    def _seed_is_foreground(self, mask: np.ndarray, p: np.ndarray, size: float) -> bool:
+        """Whether enough of the gripper around the seed differs from the median background."""
+        side = _odd(0.5 * size, 3, 10**6)
+        return float(_patch(np.ascontiguousarray(mask[..., 0]), p, side).mean()) >= self.cfg.seed_foreground
 
     # -- one point, one direction ------------------------------------------------------------------------------
     def _side(self, size: float) -> int:
