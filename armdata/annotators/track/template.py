@@ -1,26 +1,30 @@
-"""The ``template`` tracker (the default where CoTracker3 is not installed): the whole gripper as a template, found
-frame to frame by normalised cross-correlation at three scales, corrected against the seed's appearance, checked
-forward-backward, re-detected after a loss.
+"""The ``template`` tracker (inside the default ``hybrid``, where LK loses the gripper): the whole gripper as a
+template, found frame to frame by normalised cross-correlation at three scales, aligned to the seed's appearance
+by an affine warp, checked forward-backward, re-detected after a loss.
 
-Why each part (measured on a differently drawn robot with motion blur, JPEG and a 1.7x scale change, where LK's
-small window lost an exactly seeded gripper within 1 to 30 frames; see tests/annotators/test_track.py):
+Why each part (measured on a differently drawn robot with motion blur, JPEG and a 1.7x scale change, where LK
+lost an exactly seeded gripper within 1 to 34 frames; see tests/annotators/test_track.py, benchmarks/bench_trace.py):
 - A gripper-sized template, not a small window: real grippers are flat-coloured, and only their outline against
-  the background carries enough structure to lock onto. Colour NCC on lightly blurred images tolerates motion blur,
-  JPEG noise and lighting drift.
-- Three scales per step (``scale_step``): the gripper grows or shrinks as it moves toward or away from the camera;
-  the template's size follows the best-matching scale.
-- A constant-velocity prediction centres the search, so fast motion stays inside it.
-- The running template (last frame's appearance) follows rotation and fingers opening; matching the seed
-  template near the running result removes the drift a running template accumulates (Matthews et al., "The
-  template update problem", 2004): where the seed still matches well and lands close, its position is taken.
-- Forward-backward check: the new frame's template is matched back into the previous frame; a round trip that does
+  the background carries enough structure to lock onto. Colour NCC on blurred frames (``blur_sigma``) tolerates
+  motion blur and JPEG blocks.
+- With a fixed camera, the per-pixel median over the clip is the scene without the arm: pixels near it are zeroed
+  so the template matches the moving robot, not the clutter it passes over (only where the seed itself moves
+  against the median; a moving camera or a short clip leaves the frames as they are).
+- Three scales per step (``scale_step``): the gripper grows or shrinks as it comes toward or goes away from the
+  camera. A constant-velocity prediction centres the search, and a motion prior (``prior_frac``) breaks ties
+  between equally good places, such as two points along a uniform arm link.
+- The running template (last frame's appearance) follows rotation and fingers opening; aligning the seed's patch
+  to the frame by an affine ECC warp (Evangelidis & Psarakis 2008) started at the running match removes the drift
+  a running template accumulates (Matthews et al., "The template update problem", 2004) and carries rotation and
+  scale, which a translation-only template cannot.
+- Forward-backward check: the new frame's patch is matched back into the last good frame; a round trip that does
   not come home (``fb_frac`` of the gripper size), or a weak correlation, fails the step.
-- After ``lost_after`` failed steps in a row the point is lost; from then on every frame is searched whole at the
-  scales seen so far for the seed template, and the track resumes only on a strong, forward-backward-consistent
-  match (``redetect_score``). A lost frame is reported not visible, never guessed.
+- After ``lost_after`` failed steps in a row the point is lost; from then on every frame is searched whole for the
+  seed template, and the track resumes only on a strong match (``redetect_score``). A frame that failed is
+  reported not visible, never guessed.
 
 ``track`` also sets ``last_fb_px`` [T, N]: each frame's forward-backward round-trip error in pixels (NaN where
-not measured), evidence the keyframe rule weighs.
+not measured).
 """
 
 from __future__ import annotations
@@ -246,7 +250,6 @@ class TemplateTracker:
             return None
         scale = math.sqrt(abs(float(np.linalg.det(m[:, :2]))))
         moved = float(np.linalg.norm(m @ ctr - uv))
-        import logging; logging.getLogger(__name__).debug("ecc rho %.3f moved %.2f", rho, moved)
         if rho < c.ecc_min or moved > c.anchor_radius_frac * size or not 0.5 < scale * size0 / size < 2.0:
             return None
         return m, float(rho)
