@@ -125,3 +125,17 @@ def test_beam_options_come_from_beam_and_pass():
                      "--experiments=use_runner_v2", "-1"], ["--source"])
     with pytest.raises(ArmdataError, match="neither an armdata flag"):
         check_beam_args(["--zzqqxx"], ["--source"])
+
+
+def test_tracker_auto_is_cotracker_where_installed_with_a_checkpoint_else_hybrid():
+    from armdata.annotators.track import resolve_tracker
+    from armdata.pipeline.stages.trace import TraceConfig, build_tracker
+
+    installed = importlib.util.find_spec("cotracker") is not None
+    assert resolve_tracker("auto", None) == "hybrid"
+    assert resolve_tracker("auto", "/c/scaled_offline.pth") == ("cotracker" if installed else "hybrid")
+    assert resolve_tracker("lk", "/c/scaled_offline.pth") == "lk"
+    assert build_tracker(TraceConfig(tracker="auto")).name == "hybrid"
+    cfg = config_from_args(_args([]))
+    assert cfg.trace.tracker == "auto"
+    assert TraceStageRunner(cfg, [resolve_source("sample")]).trace_config("projection").tracker == "hybrid"

@@ -34,7 +34,7 @@ from armdata.annotators.extras import require_extra
 from armdata.annotators.locate import LOCATORS, LocateResult, Locator
 from armdata.annotators.locate.pointer import PointerConfig, PointerLocator
 from armdata.annotators.trace import NO_TRACE_FLAG, build_traces
-from armdata.annotators.track import TRACKERS, Tracker
+from armdata.annotators.track import TRACKERS, Tracker, resolve_tracker
 from armdata.schemas.errors import ArmdataError
 from armdata.schemas.records import StandardEpisode
 from armdata.schemas.source import SourceConfig
@@ -200,9 +200,18 @@ def build_locator(cfg: TraceConfig) -> Locator:
     return LOCATORS.create(cfg.locator)
 
 
+def _resolved(cfg: TraceConfig) -> TraceConfig:
+    """cfg with ``tracker: auto`` replaced by the tracker it stands for (see ``resolve_tracker``)."""
+    from dataclasses import replace
+
+    name = resolve_tracker(cfg.tracker, cfg.tracker_checkpoint)
+    return cfg if name == cfg.tracker else replace(cfg, tracker=name)
+
+
 def check_trace_parts(cfg: TraceConfig) -> None:
     """Fail before a job starts, with a named error, where the configured tracker cannot run: an unknown name, or
     a model tracker without its checkpoint."""
+    cfg = _resolved(cfg)
     if cfg.tracker not in TRACKERS:
         raise ArmdataError(f"unknown tracker {cfg.tracker!r} (--tracker / trace.tracker); known: "
                            f"{', '.join(TRACKERS.names())}")
@@ -225,7 +234,9 @@ def check_trace_extras(cfg: TraceConfig) -> None:
 
 
 def build_tracker(cfg: TraceConfig) -> Tracker:
-    """The configured tracker (lk needs nothing; cotracker and sam2 take a checkpoint and a device)."""
+    """The configured tracker (hybrid, lk, template need nothing; cotracker and sam2 take a checkpoint and a device;
+    ``auto`` is resolved first)."""
+    cfg = _resolved(cfg)
     if cfg.tracker == "cotracker":
         return TRACKERS.create("cotracker", checkpoint=cfg.tracker_checkpoint, device=cfg.tracker_device)
     if cfg.tracker == "sam2":
