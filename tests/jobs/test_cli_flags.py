@@ -40,7 +40,7 @@ def test_trace_options_reach_the_trace_config_from_flags():
 def test_trace_options_reach_the_trace_config_from_set_and_the_runner_passes_them_on():
     cfg = config_from_args(_args([
         "--set", "trace.pointer_trust_remote_code=true", "--set", "trace.pointer_device=cuda",
-        "--set", "trace.tracker_checkpoint=/c.pth", "--set", "trace.tracker_device=cuda",
+        "--set", "trace.tracker=lk", "--set", "trace.tracker_checkpoint=/c.pth", "--set", "trace.tracker_device=cuda",
         "--set", "trace.disagreement_px=9", "--set", "trace.pointer_model=m",
     ]))
     runner = TraceStageRunner(cfg, [resolve_source("sample")])
