@@ -46,7 +46,7 @@ from armdata.pipeline.stages.annotate import (
 )
 from armdata.pipeline.output.lock import OutputLock
 from armdata.pipeline.stages.fit import FIT_FILE, load_tables
-from armdata.pipeline.output.shards import read_tar, write_tar
+from armdata.pipeline.output.shards import iter_tar, write_tar
 from armdata.pipeline.stages.config import AnnotateConfig, load_config
 from armdata.pipeline import fs
 from armdata.pipeline.sources.read import check_against_data, episode_keys
@@ -152,6 +152,14 @@ class BatchedStageFn(beam.DoFn):
         return outcome.work
 
 
+class _SampleFailed(Exception):
+    """A sample of the episode could not be made (carries the error through the tar writer)."""
+
+    def __init__(self, error: Exception):
+        super().__init__(str(error))
+        self.error = error
+
+
 class WriteEpisodePart(beam.DoFn):
     """Samples of one episode -> ``{parts}/{source}__{episode}.tar`` (atomic), then (shard index, episode id)."""
 
@@ -168,16 +176,30 @@ class WriteEpisodePart(beam.DoFn):
         self.stage = _load_once(self._shared, self.stage, "samples")
 
     def process(self, work: EpisodeWork, statistics: dict):
-        try:
-            samples = self.stage.process(work, statistics)
-        except Exception as e:
-            self.failed.inc()
-            yield TaggedOutput(FAILURES, stage_error(work, "sample", e).to_dict())
-            return
         ep_id = episode_id(work.episode.source, work.episode.episode_key)
-        write_tar(fs.join(self.parts_dir, f"{ep_id}.tar"), samples)
+        count = 0
+
+        def samples():  # streamed into the tar, one sample in memory at a time
+            nonlocal count
+            it = self.stage.iter_samples(work, statistics)
+            while True:
+                try:
+                    item = next(it)
+                except StopIteration:
+                    return
+                except Exception as e:  # the episode's fault; a failing write (disk full) is not caught here
+                    raise _SampleFailed(e) from e
+                count += 1
+                yield item
+
+        try:  # a failure part-way leaves no part behind (the tar is written under a temporary name)
+            write_tar(fs.join(self.parts_dir, f"{ep_id}.tar"), samples())
+        except _SampleFailed as f:
+            self.failed.inc()
+            yield TaggedOutput(FAILURES, stage_error(work, "sample", f.error).to_dict())
+            return
         self.annotated.inc()
-        self.samples.inc(len(samples))
+        self.samples.inc(count)
         yield self.plan.shard_of(ep_id), ep_id
 
 
@@ -201,7 +223,7 @@ class WriteShard(beam.DoFn):
         def samples():
             # One episode part in memory at a time: a shard of long episodes never has to fit in memory.
             for ep_id in ep_ids:
-                for key, members in read_tar(fs.join(self.parts_dir, f"{ep_id}.tar")):
+                for key, members in iter_tar(fs.join(self.parts_dir, f"{ep_id}.tar")):
                     ann = json.loads(members["json"])
                     rows.append({"key": key, "shard": name, "source": ann["source"], "episode": ann["episode"],
                                  "source_episode_id": ann["source_episode_id"], "step": ann["step"],

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from armdata.pipeline import fs
 
@@ -39,12 +39,19 @@ def write_tar(path: str, samples: Iterable[tuple[str, dict[str, bytes]]]) -> tup
 
 def read_tar(path: str) -> list[tuple[str, dict[str, bytes]]]:
     """Samples of a tar written by write_tar, in order (key = name before the first dot)."""
-    out: list[tuple[str, dict[str, bytes]]] = []
+    return list(iter_tar(path))
+
+
+def iter_tar(path: str) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """As read_tar, one sample in memory at a time (a 1,000-step episode's part is ~50 MB)."""
+    key, members = None, {}
     with fs.open_read(path) as f, tarfile.open(fileobj=f, mode="r|") as tar:
         for m in tar:
-            key, ext = m.name.split(".", 1)
-            data = tar.extractfile(m).read()
-            if not out or out[-1][0] != key:
-                out.append((key, {}))
-            out[-1][1][ext] = data
-    return out
+            k, ext = m.name.split(".", 1)
+            if k != key and key is not None:
+                yield key, members
+                members = {}
+            key = k
+            members[ext] = tar.extractfile(m).read()
+    if key is not None:
+        yield key, members

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,10 +63,13 @@ def stage_error(work: EpisodeWork, field_name: str, e: Exception) -> RecordError
 
 
 def _set_threads(n: int) -> None:
+    """Threads per worker for torch and OpenCV (its resize, LK and PNG pools): N processes on N cores each
+    with their own pools of N threads oversubscribe the machine."""
     import torch
 
     if n > 0:
         torch.set_num_threads(n)
+        cv2.setNumThreads(n)
 
 
 def depth_backend_for(cfg: AnnotateConfig, source: SourceConfig) -> str:
@@ -222,6 +226,7 @@ class DepthCodeStage:
 
     def attach(self, work: EpisodeWork, results: list) -> EpisodeWork:
         work.depth_codes = np.stack(results)
+        work.depth_u8 = None  # coded; nothing later reads the maps (100 KB a frame: 100 MB per 1,000 steps)
         return work
 
     def error(self, work: EpisodeWork, exc: Exception, first_input: int) -> RecordError:
@@ -411,6 +416,12 @@ class SampleStage:
         self.tokenizer = ActionTokenizer.from_pretrained(self.cfg.actions.tokenizer)
 
     def process(self, work: EpisodeWork, statistics: dict) -> list[tuple[str, dict[str, bytes]]]:
+        """The episode's samples, (key, members) in step order."""
+        return list(self.iter_samples(work, statistics))
+
+    def iter_samples(self, work: EpisodeWork, statistics: dict) -> Iterator[tuple[str, dict[str, bytes]]]:
+        """As ``process``, one sample at a time (the job streams them into the episode's tar: a 1,000-step
+        episode's samples are ~50 MB)."""
         from armdata.annotators.depth.tokenizer import depth_text
         from armdata.annotators.trace import build_traces, trace_text
 
@@ -437,7 +448,6 @@ class SampleStage:
         gt_uv = ep.metadata.get("gripper_uv")
         gt_vis = ep.metadata.get("gripper_visible")
 
-        out = []
         for t in range(ep.num_steps):
             key = sample_key(ep.source, ep.episode_key, t)
             flags = list(pts.flags[t]) if pts.flags is not None else []
@@ -499,8 +509,7 @@ class SampleStage:
                 ground_truth=ground_truth,
                 source_episode_id=ep.source_id,
             )
-            out.append((key, self._members(ep, t, trace, ann)))
-        return out
+            yield key, self._members(ep, t, trace, ann)
 
     def _members(self, ep: StandardEpisode, t: int, trace, ann: SampleAnnotation) -> dict[str, bytes]:
         q = self.cfg.output.jpeg_quality
