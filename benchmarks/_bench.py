@@ -60,15 +60,36 @@ def goal(name: str, value: float, op: str, target: float, unit: str = "x", why: 
     return met
 
 
-def sample_source(tmp: str, episodes: int, steps: int, height: int = 128, width: int = 160, seed: int = 0) -> str:
-    """The built-in sample world as an RLDS dir plus its source file; returns the source file's path."""
-    from armdata.synthetic.world import make_sample
+def workdir(prefix: str) -> str:
+    """A fresh temporary folder, or ``$ARMDATA_BENCH_TMP`` (kept between runs: rendered samples are reused)."""
+    import tempfile
 
-    data = make_sample(os.path.join(tmp, f"data-{episodes}x{steps}-{height}"), episodes=episodes, steps=steps,
-                       seed=seed, height=height, width=width)
+    keep = os.environ.get("ARMDATA_BENCH_TMP")
+    if keep:
+        os.makedirs(keep, exist_ok=True)
+        return keep
+    return tempfile.mkdtemp(prefix=prefix)
+
+
+def fresh(tmp: str, name: str) -> str:
+    """A new, empty output folder under ``tmp`` (an existing job output would be resumed, not measured)."""
+    import tempfile
+
+    return tempfile.mkdtemp(dir=tmp, prefix=name + "-")
+
+
+def sample_source(tmp: str, episodes: int, steps: int, height: int = 128, width: int = 160, seed: int = 0) -> str:
+    """The built-in sample world as an RLDS dir plus its source file (a sample already rendered under ``tmp``
+    with these settings is reused); returns the source file's path."""
+    from armdata.synthetic.world import SAMPLE_NAME, SAMPLE_VERSION, make_sample
+
+    where = os.path.join(tmp, f"data-{episodes}x{steps}-{height}x{width}-s{seed}")
+    data = os.path.join(where, SAMPLE_NAME, SAMPLE_VERSION)
+    if not os.path.isdir(data):
+        data = make_sample(where, episodes=episodes, steps=steps, seed=seed, height=height, width=width)
     spec = yaml.safe_load((REPO / "sources" / "sample.yaml").read_text())
     spec["data"]["dir"] = data
-    path = os.path.join(tmp, f"sample-{episodes}x{steps}-{height}.yaml")
+    path = os.path.join(tmp, f"sample-{episodes}x{steps}-{height}x{width}-s{seed}.yaml")
     with open(path, "w") as f:
         yaml.safe_dump(spec, f)
     return path
@@ -119,5 +140,12 @@ def run_child(code: str, *args: str) -> dict:
 
 
 def peak_rss_mib() -> float:
-    """This process's peak resident set size so far (Linux reports KiB)."""
+    """This process's peak resident set size so far, in MiB: VmHWM of /proc/self/status (Linux). Not getrusage's
+    ru_maxrss, which after fork + exec still holds the parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -16,11 +16,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bench import base_flags, goal, header, job_inputs, random_depth_model, sample_source  # noqa: E402
+from _bench import base_flags, fresh, workdir, goal, header, job_inputs, random_depth_model, sample_source  # noqa: E402
 
 
 def stage_alone(stage, works, stats=None) -> float:
@@ -56,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     from armdata.pipeline.stages.annotate import DepthCodeStage, DepthStage, EpisodeWork, SampleStage, TraceStageRunner
     from armdata.pipeline.stages.config import load_config
 
-    tmp = tempfile.mkdtemp(prefix="bench-annotate-")
+    tmp = workdir("bench-annotate-")
     model = random_depth_model(tmp, args.arch)
     src, stats, tok = job_inputs(tmp, sample_source(tmp, args.episodes, args.steps))
     small, small_stats, _ = job_inputs(tmp, sample_source(tmp, 1, 2, seed=1))
@@ -65,10 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     frames = args.episodes * args.steps
 
     t0 = time.perf_counter()
-    annotate_sources([small], os.path.join(tmp, "out-startup"), cfg, small_stats, [])
+    annotate_sources([small], fresh(tmp, "out-startup"), cfg, small_stats, [])
     startup = time.perf_counter() - t0
     t0 = time.perf_counter()
-    res = annotate_sources([src], os.path.join(tmp, "out"), cfg, stats, [])
+    res = annotate_sources([src], fresh(tmp, "out"), cfg, stats, [])
     job = time.perf_counter() - t0
     assert res.samples == frames and res.episodes_failed == 0, res
 

@@ -16,11 +16,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bench import base_flags, goal, header, job_inputs, random_depth_model, sample_source  # noqa: E402
+from _bench import base_flags, fresh, workdir, goal, header, job_inputs, random_depth_model, sample_source  # noqa: E402
 
 
 def model_alone(model_dir: str, size: int, batch: int, frames, calls: int = 5) -> float:
@@ -65,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     from armdata.pipeline.sources.standardize import standardize
     from armdata.pipeline.stages.config import load_config
 
-    tmp = tempfile.mkdtemp(prefix="bench-gpu-")
+    tmp = workdir("bench-gpu-")
     model = random_depth_model(tmp, "small")
     src, stats, tok = job_inputs(tmp, sample_source(tmp, args.episodes, args.steps, height=256, width=256))
     frames = args.episodes * args.steps
@@ -74,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(None, [f"depth.input_size={size}", "depth.device=cuda", f"batch.depth.cuda={args.batch}"],
                           **{**base_flags(tok), "depth.model": model, "output.episodes_per_shard": 4})
         t0 = time.perf_counter()
-        res = annotate_sources([src], os.path.join(tmp, f"out{size}"), cfg, stats, [])
+        res = annotate_sources([src], fresh(tmp, f"out{size}"), cfg, stats, [])
         job = frames / (time.perf_counter() - t0)
         assert res.samples == frames and res.episodes_failed == 0, res
         alone = model_alone(model, size, args.batch, sample_frames)

@@ -13,24 +13,27 @@ Goal: peak RSS with 1,000-step episodes <= 1.3 x with 100-step episodes.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bench import base_flags, goal, header, job_inputs, run_child, sample_source  # noqa: E402
+from _bench import workdir, goal, header, job_inputs, run_child, sample_source  # noqa: E402
 
 CHILD = """
 import json, os, sys, time
-from _bench import job_inputs, peak_rss_mib
+from _bench import base_flags, fresh, peak_rss_mib
 from armdata.beam_jobs.annotate import annotate_sources
 from armdata.pipeline.stages.config import load_config
-tmp, src_path = sys.argv[1], sys.argv[2]
-src, stats, tok = job_inputs(tmp, src_path)
+from armdata.schemas.source import load_source
+tmp, src_path, stats_path, tok = sys.argv[1:5]
+src = load_source(src_path)
+with open(stats_path) as f:
+    stats = json.load(f)
 before = peak_rss_mib()
 cfg = load_config(None, None, **{**base_flags(tok), "output.episodes_per_shard": 1})
 t0 = time.perf_counter()
-res = annotate_sources([src], os.path.join(tmp, "out-" + os.path.basename(src_path)), cfg, stats, [])
+res = annotate_sources([src], fresh(tmp, "out"), cfg, stats, [])
 print(json.dumps({"peak_mib": peak_rss_mib(), "before_job_mib": before, "samples": res.samples,
                   "seconds": time.perf_counter() - t0}))
 """
@@ -44,12 +47,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     header("benchmark 4: peak RSS of a worker, short vs long episodes")
 
-    tmp = tempfile.mkdtemp(prefix="bench-memory-")
+    tmp = workdir("bench-memory-")
     out = {}
     for steps in (args.short, args.long):
         path = sample_source(tmp, args.episodes, steps)
-        job_inputs(tmp, path)  # statistics and tokenizer made here, not in the measured process
-        out[steps] = run_child(CHILD, tmp, path)
+        _, stats, tok = job_inputs(tmp, path)  # statistics and tokenizer made here, not in the measured process
+        stats_path = os.path.join(tmp, f"stats-{steps}.json")
+        with open(stats_path, "w") as f:
+            json.dump(stats, f)
+        out[steps] = run_child(CHILD, tmp, path, stats_path, tok)
         assert out[steps]["samples"] == args.episodes * steps, out[steps]
 
     print(f"data: built-in sample, {args.episodes} episodes of 128x160 frames, depth camera + projection + LK, "

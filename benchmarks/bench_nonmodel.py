@@ -16,11 +16,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bench import base_flags, goal, header, job_inputs, random_depth_model, sample_source  # noqa: E402
+from _bench import base_flags, fresh, workdir, goal, header, job_inputs, random_depth_model, sample_source  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,12 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     from armdata.pipeline.sources.standardize import standardize
     from armdata.pipeline.stages.config import load_config
 
-    tmp = tempfile.mkdtemp(prefix="bench-nonmodel-")
+    tmp = workdir("bench-nonmodel-")
     src, stats, tok = job_inputs(tmp, sample_source(tmp, args.episodes, args.steps))
     cfg = load_config(None, None, **{**base_flags(tok), "output.episodes_per_shard": 2})
     frames = args.episodes * args.steps
     t0 = time.perf_counter()
-    res = annotate_sources([src], os.path.join(tmp, "out"), cfg, stats, [])
+    res = annotate_sources([src], fresh(tmp, "out"), cfg, stats, [])
     job = time.perf_counter() - t0
     assert res.samples == frames and res.episodes_failed == 0, res
     assert res.provenance["depth"]["per_source"][src.name] == "depth-camera"

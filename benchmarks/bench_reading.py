@@ -21,13 +21,12 @@ import argparse
 import dataclasses
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bench import base_flags, REPO, goal, header, job_inputs, sample_source  # noqa: E402
+from _bench import base_flags, workdir, REPO, goal, header, job_inputs, sample_source  # noqa: E402
 
 
 def read_armdata(src) -> int:
@@ -96,7 +95,7 @@ def compare_pass_through(src, stats, tok) -> float:
     decode = time.perf_counter()
     for e in episodes:
         for b in [*(e.primary_jpeg or []), *[x for v in e.extra_jpeg.values() for x in v]]:
-            cv2.imdecode(memoryview(b), cv2.IMREAD_COLOR)
+            cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR)
     decode = time.perf_counter() - decode
     print(f"sample stage on {src.name} ({frames} frames, {1 + len(episodes[0].extra_views)} views): "
           f"{best['pass'] / frames * 1000:.2f} ms/frame passing the stored JPEG through, "
@@ -115,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from armdata.schemas.source import load_source
 
-    tmp = tempfile.mkdtemp(prefix="bench-reading-")
+    tmp = workdir("bench-reading-")
     bridge_path = REPO / "sources" / "bridge_debug.yaml"
     ratios = {}
     if bridge_path.exists() and os.path.isdir(REPO.parent / "shared" / "data" / "rlds" / "bridge_debug"):

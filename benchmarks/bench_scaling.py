@@ -15,11 +15,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bench import base_flags, goal, header, job_inputs, random_depth_model, sample_source  # noqa: E402
+from _bench import base_flags, fresh, workdir, goal, header, job_inputs, random_depth_model, sample_source  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     from armdata.beam_jobs.annotate import annotate_sources
     from armdata.pipeline.stages.config import load_config
 
-    tmp = tempfile.mkdtemp(prefix="bench-scaling-")
+    tmp = workdir("bench-scaling-")
     src, stats, tok = job_inputs(tmp, sample_source(tmp, args.episodes, args.steps))
     flags = {**base_flags(tok), "output.episodes_per_shard": 2}
     if not args.depth_camera:
@@ -45,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in (1, 2):
         beam_args = [f"--direct_num_workers={n}", "--direct_running_mode=multi_processing"]
         t0 = time.perf_counter()
-        res = annotate_sources([src], os.path.join(tmp, f"out{n}"), cfg, stats, beam_args)
+        res = annotate_sources([src], fresh(tmp, f"out{n}"), cfg, stats, beam_args)
         seconds[n] = time.perf_counter() - t0
         assert res.samples == frames and res.episodes_failed == 0, res
         shards[n] = sorted(res.shards)
