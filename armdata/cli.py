@@ -99,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     accepts_beam = getattr(mod, "ACCEPTS_BEAM_ARGS", False)
     if beam_args and not accepts_beam:
         parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
+    if accepts_beam:
+        from armdata.pipeline import fs
+
+        fs.configure(beam_args)  # the driver reads sources and writes outputs with the job's storage options
     try:
         if beam_args:
             from armdata.beam_jobs.common import check_beam_args

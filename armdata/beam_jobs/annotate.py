@@ -24,11 +24,13 @@ from apache_beam.utils.shared import Shared
 from armdata import __version__
 from armdata.beam_jobs.common import (
     FAILURES,
+    MAIN,
     METRICS_NAMESPACE,
     FailureBudget,
     check_failure_fraction,
-    counter_value,
+    finish_bundle_outputs_kept,
     make_pipeline,
+    par_do,
     run_with_budget,
     read_standard_episodes_resumable,
     write_failures,
@@ -112,11 +114,15 @@ class BatchedStageFn(beam.DoFn):
     Episodes wait in a per-bundle buffer until their frames have run (at most the episode being filled plus fewer
     than a batch of frames of the one before); ``finish_bundle`` runs what is left. A retried bundle starts with an
     empty buffer and nothing is written before the last stage, so retries and resume stay exact.
+
+    ``across_episodes=False`` runs each episode's last partial batch before the next episode (no buffer across
+    episodes): for runners that drop what ``finish_bundle`` emits (Beam 2.77's Dask runner).
     """
 
-    def __init__(self, stage, field_name: str):
+    def __init__(self, stage, field_name: str, across_episodes: bool = True):
         self.stage = stage
         self.field_name = field_name
+        self.across_episodes = across_episodes
         self._shared = Shared()
         self.failed = beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"{field_name}_failed")
         self.frames = beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"{field_name}_frames")
@@ -133,6 +139,9 @@ class BatchedStageFn(beam.DoFn):
     def process(self, work: EpisodeWork):
         for outcome in self.batcher.add(work):
             yield self._emit(outcome)
+        if not self.across_episodes:
+            for outcome in self.batcher.flush():
+                yield self._emit(outcome)
 
     def finish_bundle(self):
         for outcome in self.batcher.flush():
@@ -328,6 +337,17 @@ def resume_inputs(statistics: dict, provenance: dict) -> dict:
     return {"statistics_sha256": stats, "models": found}
 
 
+def data_fingerprint(source: SourceConfig) -> str:
+    """The source's settings and a digest of its data's dataset_info/features, not where the data lies: the same
+    data read from a local folder or a bucket gives the same config hash, so the same shards, and a job can resume
+    after the data moved."""
+    from armdata.pipeline.sources.rlds import resolve_data_dir
+    from armdata.pipeline.statistics.actions import dataset_info_digest
+
+    body = source.fingerprint(with_location=False) + dataset_info_digest(resolve_data_dir(source))
+    return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
 def annotate_sources(
     sources: list[SourceConfig],
     out_dir: str,
@@ -349,7 +369,7 @@ def _annotate_locked(sources, out_dir: str, cfg: AnnotateConfig, statistics: dic
     uses_fit = {s.name: locator_for(cfg, s) == "fit" for s in sources}
     tables = load_tables(sources, cfg.trace.points, uses_fit)  # read once; their contents go into the hash
     models = _core_model_provenance(cfg, sources)  # read before the hash: new weights or statistics start afresh
-    config_hash = cfg.config_hash([s.fingerprint() for s in sources] + tables.fingerprints(), __version__,
+    config_hash = cfg.config_hash([data_fingerprint(s) for s in sources] + tables.fingerprints(), __version__,
                                   resume_inputs(statistics, models))
     work = fs.join(out_dir, WORK_DIR, config_hash)
     parts_dir, index_dir = fs.join(work, "episodes"), fs.join(work, "index")
@@ -388,33 +408,37 @@ def _annotate_locked(sources, out_dir: str, cfg: AnnotateConfig, statistics: dic
         ("DepthCodes", DepthCodeStage(cfg), "depth_codes"),
         ("Trace", TraceStageRunner(cfg, sources, fit_data), "trace"),
     ]
+    cross_episode = finish_bundle_outputs_kept(beam_args)
     for label, stage, field_name in stages:
-        res = eps | label >> beam.ParDo(BatchedStageFn(stage, field_name)).with_outputs(FAILURES, main="out")
-        eps = res.out
+        res = par_do(eps, label, BatchedStageFn(stage, field_name, across_episodes=cross_episode))
+        eps = res[MAIN]
         failures.append(res[FAILURES])
-    written = eps | "Samples" >> beam.ParDo(
-        WriteEpisodePart(SampleStage(cfg, config_hash), parts_dir, plan), AsSingleton(stats_side)
-    ).with_outputs(FAILURES, main="parts")
+    written = par_do(eps, "Samples", WriteEpisodePart(SampleStage(cfg, config_hash), parts_dir, plan),
+                     AsSingleton(stats_side))
     failures.append(written[FAILURES])
     done_parts = (skipped | "AllSkipped" >> beam.Flatten()) | "DoneToShard" >> beam.Map(
         lambda ep_id: (plan.shard_of(ep_id), ep_id)
     )
-    _ = (
-        (written.parts, done_parts)
+    shards_written = (
+        (written[MAIN], done_parts)
         | "AllParts" >> beam.Flatten()
         | "ByShard" >> beam.GroupByKey()
         | "WriteShards" >> beam.ParDo(WriteShard(parts_dir, shards_dir, index_dir, num_shards, config_hash))
     )
     all_failures = failures | "AllFailures" >> beam.Flatten()
-    write_failures(all_failures | "FailureBudget" >> beam.Map(budget.charge), out_dir)
-    result = run_with_budget(p, budget, fs.join(out_dir, FAILURES_FILE))
+    failures_written = write_failures(all_failures | "FailureBudget" >> beam.Map(budget.charge), out_dir)
+    run_with_budget(p, budget, fs.join(out_dir, FAILURES_FILE), sinks=[shards_written, failures_written])
 
     names = [n for n in (shard_name(i, num_shards) for i in range(num_shards))
              if fs.exists(fs.join(index_dir, n + ".json")) and _current(shards_dir, n, config_hash)]
     _remove_stale(shards_dir, names)
     rows = _write_index(out_dir, index_dir, names)
-    annotated = counter_value(result, "episodes_annotated")
-    skipped_n = counter_value(result, "episodes_skipped")
+    # Counts come from what the job wrote, not from Beam metrics: not every runner reports metrics (Dask's
+    # raises), and a retried bundle can count twice where a part file exists once.
+    parts = {fs.basename(f)[: -len(".tar")] for f in fs.glob(fs.join(parts_dir, "*.tar"))}
+    id_set = set(all_ids)
+    annotated = len((parts - done) & id_set)
+    skipped_n = len(done & id_set)
     failed = sum(1 for line in fs.read_bytes(fs.join(out_dir, FAILURES_FILE)).splitlines() if line.strip())
     check_failure_fraction(failed, total, cfg.max_failure_fraction)
     _remove_scratch(out_dir, config_hash)

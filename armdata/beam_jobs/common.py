@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import threading
 import uuid
 
@@ -19,6 +18,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pvalue import TaggedOutput
 
+from armdata.pipeline import fs
 from armdata.pipeline.sources.rlds import (
     EpisodeDecoder,
     episode_key,
@@ -97,6 +97,7 @@ def make_pipeline(beam_args: list[str]) -> beam.Pipeline:
     ``--direct_num_workers N --direct_running_mode multi_processing`` runs N worker processes on it.
     """
     opts = pipeline_options(beam_args)
+    fs.configure(beam_args)
     runner = opts.get_all_options().get("runner")
     if runner:
         return beam.Pipeline(options=opts)
@@ -106,6 +107,68 @@ def make_pipeline(beam_args: list[str]) -> beam.Pipeline:
 
 
 SKIPPED = "skipped"
+MAIN = "main"
+
+
+class _Tagged(beam.DoFn):
+    """Runs a DoFn and turns what it yields into (tag, value) pairs: ``TaggedOutput(tag, v)`` -> (tag, v), anything
+    else -> (MAIN, v). Lifecycle calls pass through, so the wrapped DoFn's setup() still loads its model once."""
+
+    def __init__(self, fn: beam.DoFn):
+        self.fn = fn
+
+    def setup(self):
+        self.fn.setup()
+
+    def start_bundle(self):
+        self.fn.start_bundle()
+
+    def process(self, element, *args):
+        for out in self.fn.process(element, *args) or ():
+            yield (out.tag, out.value) if isinstance(out, TaggedOutput) else (MAIN, out)
+
+    def finish_bundle(self):
+        # finish_bundle emits WindowedValues (TaggedOutput-wrapped for a tag): tag them like process's outputs.
+        for out in self.fn.finish_bundle() or ():
+            tag, wv = (out.tag, out.value) if isinstance(out, TaggedOutput) else (MAIN, out)
+            yield wv.with_value((tag, wv.value))
+
+    def teardown(self):
+        self.fn.teardown()
+
+
+def _select(item, tag: str):
+    if item[0] == tag:
+        yield item[1]
+
+
+def par_do(pcoll, label: str, fn: beam.DoFn, *side_inputs, tags: tuple[str, ...] = (FAILURES,)) -> dict:
+    """``pcoll | label >> ParDo(fn)`` with its tagged outputs split apart: {MAIN: ..., tag: ...}.
+
+    Not ``.with_outputs()``: Beam 2.77's Dask runner sends every output of a multi-output ParDo down every branch.
+    One ParDo of (tag, value) pairs and one FlatMap per tag give the same result on every runner.
+    """
+    tagged = pcoll | label >> beam.ParDo(_Tagged(fn), *side_inputs)
+    out = {MAIN: tagged | f"{label}/{MAIN}" >> beam.FlatMap(_select, MAIN)}
+    for tag in tags:
+        out[tag] = tagged | f"{label}/{tag}" >> beam.FlatMap(_select, tag)
+    return out
+
+
+def finish_bundle_outputs_kept(beam_args: list[str]) -> bool:
+    """False for Beam 2.77's Dask runner, which drops what a DoFn emits from ``finish_bundle`` (it collects a
+    partition's outputs before calling it); DoFns that buffer across elements must then emit from ``process``."""
+    runner = pipeline_options(beam_args).get_all_options().get("runner") or ""
+    return "DaskRunner" not in str(runner)
+
+
+def join_sinks(sinks: list) -> None:
+    """Join every sink into one last step of the pipeline.
+
+    Beam 2.77's Dask runner computes only the last step it visits and what that step reads: a sink on another
+    branch would silently never run. With one last step that reads every sink, each runner runs them all.
+    """
+    _ = tuple(sinks) | "Finish" >> beam.Flatten() | "Done" >> beam.Filter(lambda _: False)
 
 
 class ReadShardRecords(beam.DoFn):
@@ -187,19 +250,12 @@ def read_standard_episodes_resumable(
     decoder.features
     shards = shard_paths(source, decoder.builder)
     lengths = shard_lengths(source, decoder.builder)
-    records = (
-        p
-        | f"ListShards[{label}]" >> beam.Create(shards)
-        | f"ReadRecords[{label}]" >> beam.ParDo(ReadShardRecords(source.name, source.data.split, skip, lengths))
-        .with_outputs(SKIPPED, FAILURES, main="records")
-    )
-    outs = (
-        records.records
-        | f"Spread[{label}]" >> beam.Reshuffle()
-        | f"Standardize[{label}]" >> beam.ParDo(DecodeAndStandardize(source)).with_outputs(FAILURES, main="episodes")
-    )
+    records = par_do(p | f"ListShards[{label}]" >> beam.Create(shards), f"ReadRecords[{label}]",
+                     ReadShardRecords(source.name, source.data.split, skip, lengths), tags=(SKIPPED, FAILURES))
+    outs = par_do(records[MAIN] | f"Spread[{label}]" >> beam.Reshuffle(), f"Standardize[{label}]",
+                  DecodeAndStandardize(source))
     failures = (records[FAILURES], outs[FAILURES]) | f"ReadFailures[{label}]" >> beam.Flatten()
-    return outs.episodes, failures, records[SKIPPED]
+    return outs[MAIN], failures, records[SKIPPED]
 
 
 class ReadLeRobotEpisode(beam.DoFn):
@@ -251,17 +307,38 @@ def _read_lerobot_resumable(p: beam.Pipeline, source: SourceConfig, label: str, 
 
     reader = LeRobotEpisodeReader(source)
     reader.check()
-    keys = (
-        p
-        | f"ListEpisodes[{label}]" >> beam.Create(reader.episode_keys())
-        | f"SkipDone[{label}]" >> beam.ParDo(SkipDone(skip)).with_outputs(SKIPPED, main="keys")
-    )
-    outs = (
-        keys.keys
-        | f"Spread[{label}]" >> beam.Reshuffle()
-        | f"Standardize[{label}]" >> beam.ParDo(ReadLeRobotEpisode(source)).with_outputs(FAILURES, main="episodes")
-    )
-    return outs.episodes, outs[FAILURES], keys[SKIPPED]
+    keys = par_do(p | f"ListEpisodes[{label}]" >> beam.Create(reader.episode_keys()), f"SkipDone[{label}]",
+                  SkipDone(skip), tags=(SKIPPED,))
+    outs = par_do(keys[MAIN] | f"Spread[{label}]" >> beam.Reshuffle(), f"Standardize[{label}]",
+                  ReadLeRobotEpisode(source))
+    return outs[MAIN], outs[FAILURES], keys[SKIPPED]
+
+
+class WriteLines(beam.PTransform):
+    """PCollection[str] -> one file of sorted lines at ``path`` (written atomically through ``fs``; empty when none).
+
+    Instead of ``WriteToText``: its sink writes nothing on some runners (seen on Dask) and an empty shard fails on
+    S3 (Beam's uploader cannot write 0 bytes); sorted lines also make the file the same on every runner. For small
+    outputs only (dead letters, one statistics entry per dataset): every line passes through one worker.
+    """
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    def expand(self, lines):
+        # One group under one key, with a marker so that the group exists (and the file is written) when there is
+        # no line. Not CombineGlobally: its empty-input default is a side input, which the Dask runner computes
+        # by running everything upstream a second time inside a worker.
+        path = self.path
+        marker = lines.pipeline | "Marker" >> beam.Create([(0, None)])
+        return (
+            (lines | "Key" >> beam.Map(lambda x: (0, x)), marker)
+            | "Join" >> beam.Flatten()
+            | "Collect" >> beam.GroupByKey()
+            | "Write" >> beam.MapTuple(lambda _, ls: fs.write_bytes(
+                path, "".join(x + "\n" for x in sorted(x for x in ls if x is not None)).encode()))
+        )
 
 
 def write_failures(failures, out_dir: str, label: str = "WriteFailures"):
@@ -269,18 +346,15 @@ def write_failures(failures, out_dir: str, label: str = "WriteFailures"):
     return (
         failures
         | f"{label}/ToJson" >> beam.Map(lambda d: json.dumps(d, sort_keys=True))
-        | f"{label}/Write" >> beam.io.WriteToText(
-            os.path.join(out_dir, FAILURES), file_name_suffix=".jsonl", num_shards=1, shard_name_template=""
-        )
+        | f"{label}/Write" >> WriteLines(fs.join(out_dir, FAILURES + ".jsonl"))
     )
 
 
 def read_failures(out_dir: str) -> list[dict]:
-    path = os.path.join(out_dir, FAILURES + ".jsonl")
-    if not os.path.exists(path):
+    path = fs.join(out_dir, FAILURES + ".jsonl")
+    if not fs.exists(path):
         return []
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return [json.loads(line) for line in fs.read_bytes(path).decode("utf-8").splitlines() if line.strip()]
 
 
 class TooManyFailures(ArmdataError):
@@ -365,9 +439,12 @@ class FailureBudget:
             fs.delete([self.stop_file])
 
 
-def run_with_budget(p: beam.Pipeline, budget: FailureBudget, failures_path: str):
+def run_with_budget(p: beam.Pipeline, budget: FailureBudget, failures_path: str, sinks: list | None = None):
     """Run a pipeline; when its failure budget stopped it, write the dead letters seen to ``failures_path`` and
-    raise one TooManyFailures line (not the runner's traceback)."""
+    raise one TooManyFailures line (not the runner's traceback). ``sinks``: every output-writing step, joined
+    into one last step so that every runner runs them all (see join_sinks)."""
+    if sinks:
+        join_sinks(sinks)
     budget.clear()
     try:
         result = p.run()

@@ -29,10 +29,13 @@ from apache_beam.pvalue import TaggedOutput
 
 from armdata.beam_jobs.common import (
     FAILURES,
+    MAIN,
     METRICS_NAMESPACE,
     FailureBudget,
+    WriteLines,
     check_failure_fraction,
     make_pipeline,
+    par_do,
     run_with_budget,
 )
 from armdata.pipeline import fs
@@ -152,14 +155,11 @@ class ComputeStatistics(beam.PTransform):
         self.cache_keys = dict(cache_keys or {})
 
     def expand(self, episodes):
-        checked = episodes | "CheckEpisodes" >> beam.ParDo(CheckEpisode()).with_outputs(FAILURES, main="ok")
-        entries = (
-            checked.ok
-            | "Accumulate" >> beam.CombinePerKey(StatisticsCombineFn(self.settings))
-            | "ToEntry" >> beam.ParDo(_ToEntry(self.cache_keys)).with_outputs(_DATASET_FAILED, main="entries")
-        )
+        checked = par_do(episodes, "CheckEpisodes", CheckEpisode())
+        accumulated = checked[MAIN] | "Accumulate" >> beam.CombinePerKey(StatisticsCombineFn(self.settings))
+        entries = par_do(accumulated, "ToEntry", _ToEntry(self.cache_keys), tags=(_DATASET_FAILED,))
         failures = (checked[FAILURES], entries[_DATASET_FAILED]) | "AllFailures" >> beam.Flatten()
-        return {"statistics": entries.entries, "failures": failures}
+        return {"statistics": entries[MAIN], "failures": failures}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -177,7 +177,7 @@ def default_cache_dir() -> str:
 def source_cache_key(source: SourceConfig, settings: StatsSettings) -> str:
     from armdata.pipeline.sources.read import data_digest
 
-    return cache_key(source.fingerprint(), data_digest(source),
+    return cache_key(source.fingerprint(with_location=False), data_digest(source),
                      settings.exact_limit, settings.sketch_k)
 
 
@@ -208,19 +208,19 @@ def _run_statistics_job(sources: list[SourceConfig], keys: dict[str, str], setti
         failure_pcolls.append(fails)
     episodes = tuple(episode_pcolls) | "AllEpisodes" >> beam.Flatten()
     out = episodes | "ComputeStatistics" >> ComputeStatistics(settings, keys)
-    (
+    entries_written = (
         out["statistics"]
         | "EntryToJson" >> beam.MapTuple(lambda name, entry: json.dumps({"name": name, "entry": entry}))
-        | "WriteEntries" >> beam.io.WriteToText(stats_prefix, file_name_suffix=".jsonl")
+        | "WriteEntries" >> WriteLines(stats_prefix + ".jsonl")
     )
-    (
+    failures_written = (
         (*failure_pcolls, out["failures"])
         | "AllFailures" >> beam.Flatten()
         | "FailureBudget" >> beam.Map(budget.charge)
         | "FailureToJson" >> beam.Map(lambda d: json.dumps(d, sort_keys=True))
-        | "WriteFailures" >> beam.io.WriteToText(fail_prefix, file_name_suffix=".jsonl")
+        | "WriteFailures" >> WriteLines(fail_prefix + ".jsonl")
     )
-    run_with_budget(p, budget, failures_path)
+    run_with_budget(p, budget, failures_path, sinks=[entries_written, failures_written])
     entries = {}
     for line in _read_text_outputs(stats_prefix):
         rec = json.loads(line)

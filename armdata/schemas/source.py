@@ -261,13 +261,16 @@ class SourceConfig(_Strict):
             out["state.eef_position.path"] = self.state.eef_position.path
         return out
 
-    def fingerprint(self) -> str:
-        """A hash of everything that changes what is read (used in cache keys and config hashes)."""
+    def fingerprint(self, with_location: bool = True) -> str:
+        """A hash of everything that changes what is read (used in cache keys and config hashes).
+
+        ``with_location=False`` leaves out where the data lies (for hashes that stand with a digest of the data
+        itself, so the same data copied to a bucket keeps its hash)."""
         import hashlib
         import json
 
         body = self.model_dump(mode="json")
-        body["data"]["dir"] = self.data_dir()
+        body["data"]["dir"] = self.data_dir() if with_location else None
         if body["data"].get("format") == "rlds":  # the default: RLDS sources keep the hashes they had before
             body["data"].pop("format")
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]

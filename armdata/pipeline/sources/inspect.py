@@ -210,9 +210,7 @@ def _pick_split(builder, split: str | None) -> str:
 
 def inspect_builder(path: str | os.PathLike, episodes: int = 3, split: str | None = None) -> Inspection:
     """Feature tree and statistics of the TFDS builder dir at `path`, from its first `episodes` episodes."""
-    import tensorflow_datasets as tfds
-
-    from armdata.pipeline.sources.rlds import flatten_features, iter_records
+    from armdata.pipeline.sources.rlds import flatten_features, iter_records, read_builder_dir
 
     path = str(path)
     from armdata.pipeline.sources.lerobot import is_lerobot_dir
@@ -220,7 +218,7 @@ def inspect_builder(path: str | os.PathLike, episodes: int = 3, split: str | Non
     if is_lerobot_dir(path):
         return inspect_lerobot(path, episodes=episodes)
     try:
-        builder = tfds.builder_from_directory(path)
+        builder = read_builder_dir(path)
     except Exception as e:  # tfds raises several types for a missing or unreadable dir
         raise ArmdataError(f"cannot open a TFDS builder directory at {path!r}: {type(e).__name__}: {e}") from None
     split = _pick_split(builder, split)
@@ -228,7 +226,7 @@ def inspect_builder(path: str | os.PathLike, episodes: int = 3, split: str | Non
     leaves = flatten_features(features)
 
     sampled: list[dict] = []
-    for shard in sorted(str(p) for p in builder.info.splits[split].filepaths):
+    for shard in builder.info.splits[split].filepaths:
         for _, rec in iter_records(shard):
             if len(sampled) >= episodes:
                 break

@@ -1,10 +1,11 @@
 """Read RLDS / Open X-Embodiment episodes from a TFDS builder directory.
 
-One code path for local reading and for Beam: a builder directory (local, ``gs://``, ``s3://`` through tfds's
-gfile, or ``builtin:sample``) is opened with ``tfds.builder_from_directory`` for its feature spec and shard list;
-each shard's TFRecords are read in order and each record is decoded with
-``builder.info.features.deserialize_example_np`` (``tfds.beam.ReadFromTFDS`` cannot carry RLDS's nested
-``steps``). The encoded images of the cameras a source names are kept as stored, so shards can pass JPEG bytes
+One code path for local reading and for Beam: a builder directory (local, ``gs://``, ``s3://``, or
+``builtin:sample``) is read through Beam's FileSystems, never TensorFlow's (whose gfile has no ``s3://``): its
+``dataset_info.json`` gives the splits and shard lengths, its ``features.json`` the feature spec
+(``tfds.features.FeatureConnector.from_json``); each shard's TFRecords are read in order with Beam's TFRecord
+framing and each record is decoded with ``features.deserialize_example_np`` (``tfds.beam.ReadFromTFDS`` cannot
+carry RLDS's nested ``steps``). The encoded images of the cameras a source names are kept as stored, so shards can pass JPEG bytes
 through without re-encoding.
 
 Episode keys are ``{split}-{shard:05d}-{record:06d}``: stable across runs and readers, and free of dots.
@@ -12,14 +13,17 @@ Episode keys are ``{split}-{shard:05d}-{record:06d}``: stable across runs and re
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 
+from armdata.pipeline import fs
 from armdata.schemas.errors import ArmdataError, RecordError, SourceFileError
 from armdata.schemas.records import Episode
 from armdata.schemas.source import BUILTIN_PREFIX, EPISODE_METADATA, SourceConfig
@@ -42,14 +46,74 @@ def resolve_data_dir(source: SourceConfig) -> str:
     return d
 
 
-def open_builder(source: SourceConfig):
-    """The TFDS builder of a source's data; clear errors for a missing directory or unknown split."""
+@dataclass(frozen=True)
+class SplitInfo:
+    """One split of a builder directory: its shard files in order and the episodes in each."""
+
+    name: str
+    filepaths: tuple[str, ...]
+    shard_lengths: tuple[int, ...]
+    num_bytes: int
+
+    @property
+    def num_examples(self) -> int:
+        return sum(self.shard_lengths)
+
+
+@dataclass(frozen=True)
+class BuilderInfo:
+    """What armdata needs of a TFDS builder directory's ``dataset_info.json`` and ``features.json``."""
+
+    name: str
+    version: str
+    splits: dict[str, SplitInfo]
+    features: Any  # tfds.features.FeaturesDict
+
+
+@dataclass(frozen=True)
+class BuilderDir:
+    """A TFDS builder directory read through Beam's FileSystems (local, gs://, s3://)."""
+
+    data_dir: str
+    info: BuilderInfo
+
+
+# tfds's default when dataset_info.json names none (older Open-X builders).
+_DEFAULT_TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"
+
+
+def _split_info(data_dir: str, name: str, file_format: str, split: dict) -> SplitInfo:
+    lengths = tuple(int(n) for n in split.get("shardLengths", []))
+    template = split.get("filepathTemplate") or _DEFAULT_TEMPLATE
+    paths = []
+    for i in range(len(lengths)):
+        file_name = (template.replace("{DATASET}", name).replace("{SPLIT}", split["name"])
+                     .replace("{FILEFORMAT}", file_format)
+                     .replace("{SHARD_X_OF_Y}", f"{i:05d}-of-{len(lengths):05d}")
+                     .replace("{SHARD_INDEX}", f"{i:05d}").replace("{NUM_SHARDS}", f"{len(lengths):05d}"))
+        paths.append(fs.join(data_dir, file_name))
+    num_bytes = sum(int(b) for b in split.get("shardBytes", [])) or int(split.get("numBytes", 0) or 0)
+    return SplitInfo(split["name"], tuple(paths), lengths, num_bytes)
+
+
+def read_builder_dir(data_dir: str) -> BuilderDir:
+    """Read a builder directory's two JSON files through FileSystems; raises what FileSystems raises."""
     import tensorflow_datasets as tfds
 
+    info = json.loads(fs.read_bytes(fs.join(data_dir, "dataset_info.json")))
+    features = tfds.features.FeatureConnector.from_json(json.loads(fs.read_bytes(fs.join(data_dir, "features.json"))))
+    name = info["name"]
+    file_format = info.get("fileFormat", "tfrecord")
+    splits = {s["name"]: _split_info(data_dir, name, file_format, s) for s in info.get("splits", [])}
+    return BuilderDir(data_dir, BuilderInfo(name, str(info.get("version", "")), splits, features))
+
+
+def open_builder(source: SourceConfig) -> BuilderDir:
+    """The builder directory of a source's data; clear errors for a missing directory or unknown split."""
     d = resolve_data_dir(source)
     try:
-        builder = tfds.builder_from_directory(d)
-    except Exception as e:  # tfds raises several types for a missing or unreadable dir
+        builder = read_builder_dir(d)
+    except Exception as e:  # FileSystems and tfds raise several types for a missing or unreadable dir
         raise DataLocationError(
             f"source {source.name}: cannot open the TFDS builder directory {d!r} "
             f"(from {source.origin or 'its source file'}): {type(e).__name__}: {e}"
@@ -62,20 +126,18 @@ def open_builder(source: SourceConfig):
     return builder
 
 
-def shard_paths(source: SourceConfig, builder=None) -> list[str]:
+def shard_paths(source: SourceConfig, builder: BuilderDir | None = None) -> list[str]:
     """The TFRecord files of the source's split, in shard order."""
     builder = builder or open_builder(source)
-    paths = [str(p) for p in builder.info.splits[source.data.split].filepaths]
-    return sorted(paths, key=_shard_index)
+    return list(builder.info.splits[source.data.split].filepaths)
 
 
-def episode_keys(source: SourceConfig, builder=None) -> list[str]:
+def episode_keys(source: SourceConfig, builder: BuilderDir | None = None) -> list[str]:
     """Every episode key of the source's split, from the dataset_info's shard lengths (nothing is read)."""
     builder = builder or open_builder(source)
     split = builder.info.splits[source.data.split]
-    paths = sorted((str(p) for p in split.filepaths), key=_shard_index)
     keys = []
-    for path, n in zip(paths, split.shard_lengths):
+    for path, n in zip(split.filepaths, split.shard_lengths):
         keys.extend(episode_key(source.data.split, path, i) for i in range(int(n)))
     return keys
 
@@ -92,12 +154,24 @@ def episode_key(split: str, shard_path: str, index: int) -> str:
 def iter_records(shard_path: str) -> Iterator[tuple[int, bytes]]:
     """(index within the shard, serialized example) for every record of one TFRecord shard.
 
-    A shard cut short or corrupt raises (tf's DataLossError) after the records before the damage; jobs use
-    :func:`iter_records_or_errors`, which keeps those records and names every episode lost."""
-    import tensorflow as tf
+    Read through Beam's FileSystems with Beam's TFRecord framing (lengths and data CRC-checked), so a shard on
+    ``s3://`` reads like a local one; the index is why this is not ``ReadFromTFRecord`` (episode keys need it).
+    A shard cut short or corrupt raises (ValueError) after the records before the damage; jobs use
+    :func:`iter_records_or_errors`, which keeps those records and names every episode lost.
+    """
+    from apache_beam.io.tfrecordio import _TFRecordUtil
 
-    for i, rec in enumerate(tf.data.TFRecordDataset(shard_path).as_numpy_iterator()):
-        yield i, rec
+    with fs.open_read(shard_path) as f:
+        i = 0
+        while True:
+            try:
+                rec = _TFRecordUtil.read_record(f)
+            except ValueError as e:  # Beam's message ends with the record's bytes in hex: keep the reason only
+                raise ValueError(f"record {i}: {str(e).split(':')[0]}") from None
+            if rec is None:
+                return
+            yield i, rec
+            i += 1
 
 
 def shard_lengths(source: SourceConfig, builder=None) -> dict[str, int]:
@@ -118,7 +192,7 @@ def iter_records_or_errors(
         for i, rec in iter_records(shard_path):
             yield i, rec
             i += 1
-    except Exception as e:  # tf raises DataLossError (truncated or corrupt record); nothing past it is readable
+    except Exception as e:  # a truncated or corrupt record (ValueError); nothing past it is readable
         msg = str(e).split("[Op:")[0].strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         lost = range(i, max(i + 1, expected or 0))
         logger.warning("shard %s is damaged at record %d: %d episode(s) lost", shard_path, i, len(lost))

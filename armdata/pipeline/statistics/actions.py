@@ -39,7 +39,7 @@ from armdata.schemas.errors import RecordError
 logger = logging.getLogger(__name__)
 
 # Bump when the numbers written for the same input change (cache keys include it).
-STATS_VERSION = "1"
+STATS_VERSION = "2"
 # Values per dimension kept exactly. fractal20220817_data (RT-1), the largest common source, has ~3.8M steps;
 # 8M values x 4 bytes = 32 MB per dimension.
 DEFAULT_EXACT_LIMIT = 8_000_000
@@ -271,9 +271,16 @@ class BlockAccumulator:
     def result(self) -> dict[str, list]:
         self._flush()
         q = self.quantiles(QUANTILES)
-        std = np.sqrt(np.maximum(self.m2 / self.n, 0.0))
+        mean, m2 = self.mean, self.m2
+        if self.values is not None:
+            # Exact mode: mean and M2 from the values in sorted order, so the figures do not depend on the order
+            # episodes arrived in (runners and worker counts differ in it) down to the last bit.
+            v = np.sort(np.concatenate(self.values, axis=0).astype(np.float64), axis=0)
+            mean = v.sum(axis=0) / v.shape[0]
+            m2 = ((v - mean) ** 2).sum(axis=0)
+        std = np.sqrt(np.maximum(m2 / self.n, 0.0))
         return {
-            "mean": self.mean.tolist(),
+            "mean": mean.tolist(),
             "std": std.tolist(),
             "max": self.max.tolist(),
             "min": self.min.tolist(),
@@ -359,17 +366,12 @@ class DatasetAccumulator:
 
 
 def _read_bytes(path: str) -> bytes | None:
-    if "://" in path:
-        import tensorflow as tf
+    """The file's bytes through Beam's FileSystems (local, gs://, s3://), None when it does not exist."""
+    from armdata.pipeline import fs
 
-        if not tf.io.gfile.exists(path):
-            return None
-        with tf.io.gfile.GFile(path, "rb") as f:
-            return f.read()
-    if not os.path.exists(path):
+    if not fs.exists(path):
         return None
-    with open(path, "rb") as f:
-        return f.read()
+    return fs.read_bytes(path)
 
 
 def dataset_info_digest(data_dir: str) -> str:
