@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         mod = importlib.import_module(module)
         configure = getattr(mod, f"configure_{name.replace('-', '_')}", None) or mod.configure
         configure(p)
+        _add_preset_flag(p, mod)
     return parser
 
 
@@ -67,8 +68,18 @@ def _parser_for(argv: list[str]) -> argparse.ArgumentParser:
         mod = importlib.import_module(module)
         configure = getattr(mod, f"configure_{names[0].replace('-', '_')}", None) or mod.configure
         configure(p)
+        _add_preset_flag(p, mod)
         return parser
     return build_parser()
+
+
+def _add_preset_flag(p: argparse.ArgumentParser, mod) -> None:
+    """Every command that runs a Beam job takes ``--preset`` (armdata/beam_jobs/presets.py)."""
+    if getattr(mod, "ACCEPTS_BEAM_ARGS", False):
+        from armdata.beam_jobs.presets import PRESETS
+
+        p.add_argument("--preset", choices=list(PRESETS), help="runner preset: sets the Beam options (and settings) "
+                       "a runner needs; any of them can still be given as a flag, which wins")
 
 
 def _own_flags(parser: argparse.ArgumentParser, command: str) -> list[str]:
@@ -99,11 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     accepts_beam = getattr(mod, "ACCEPTS_BEAM_ARGS", False)
     if beam_args and not accepts_beam:
         parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
-    if accepts_beam:
-        from armdata.pipeline import fs
-
-        fs.configure(beam_args)  # the driver reads sources and writes outputs with the job's storage options
     try:
+        if accepts_beam:
+            from armdata.beam_jobs.presets import apply_preset
+            from armdata.pipeline import fs
+
+            beam_args = apply_preset(getattr(args, "preset", None), beam_args)
+            fs.configure(beam_args)  # the driver reads sources and writes outputs with the job's storage options
         if beam_args:
             from armdata.beam_jobs.common import check_beam_args
 

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import time
 from dataclasses import dataclass
 
 import apache_beam as beam
@@ -29,6 +30,7 @@ from armdata.beam_jobs.common import (
     FailureBudget,
     check_failure_fraction,
     finish_bundle_outputs_kept,
+    join_sinks,
     make_pipeline,
     par_do,
     run_with_budget,
@@ -119,11 +121,17 @@ class BatchedStageFn(beam.DoFn):
     episodes): for runners that drop what ``finish_bundle`` emits (Beam 2.77's Dask runner).
     """
 
-    def __init__(self, stage, field_name: str, across_episodes: bool = True):
+    def __init__(self, stage, field_name: str, across_episodes: bool = True, require_cuda: bool = False):
         self.stage = stage
         self.field_name = field_name
         self.across_episodes = across_episodes
+        self.require_cuda = require_cuda
         self._shared = Shared()
+        # GPU discipline: throughput and batch size per model stage, as metrics (frames per busy second).
+        self.rate = beam.metrics.Metrics.distribution(METRICS_NAMESPACE, f"{field_name}_frames_per_s")
+        self.batch = beam.metrics.Metrics.distribution(METRICS_NAMESPACE, f"{field_name}_batch_size")
+        self._busy_s = 0.0
+        self._bundle_frames = 0
         self.failed = beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"{field_name}_failed")
         self.frames = beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"{field_name}_frames")
         self.calls = beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"{field_name}_model_calls")
@@ -131,20 +139,32 @@ class BatchedStageFn(beam.DoFn):
         self.batcher: EpisodeBatcher | None = None
 
     def setup(self):
+        if self.require_cuda:
+            check_cuda_visible(self.field_name)
         self.stage = _load_once(self._shared, self.stage, self.field_name)
+        if not getattr(BatchedStageFn, f"_logged_{self.field_name}", False):  # once per worker process
+            setattr(BatchedStageFn, f"_logged_{self.field_name}", True)
+            logger.info("%s: batch %s, %s", self.field_name, getattr(self.stage, "batch_size", "?"),
+                        _device_and_dtype(self.stage))
 
     def start_bundle(self):
         self.batcher = EpisodeBatcher(self.stage)
+        self._busy_s, self._bundle_frames = 0.0, 0
 
     def process(self, work: EpisodeWork):
-        for outcome in self.batcher.add(work):
-            yield self._emit(outcome)
+        t0 = time.perf_counter()
+        outcomes = list(self.batcher.add(work))
         if not self.across_episodes:
-            for outcome in self.batcher.flush():
-                yield self._emit(outcome)
+            outcomes += list(self.batcher.flush())
+        self._busy_s += time.perf_counter() - t0
+        for outcome in outcomes:
+            yield self._emit(outcome)
 
     def finish_bundle(self):
-        for outcome in self.batcher.flush():
+        t0 = time.perf_counter()
+        outcomes = list(self.batcher.flush())
+        self._busy_s += time.perf_counter() - t0
+        for outcome in outcomes:
             out = self._emit(outcome)
             if isinstance(out, TaggedOutput):
                 yield TaggedOutput(out.tag, GlobalWindows.windowed_value(out.value))
@@ -152,13 +172,39 @@ class BatchedStageFn(beam.DoFn):
                 yield GlobalWindows.windowed_value(out)
         self.calls.inc(self.batcher.calls)
         self.padded.inc(self.batcher.padded)
+        if self._bundle_frames and self._busy_s > 0:
+            self.rate.update(int(round(self._bundle_frames / self._busy_s)))
+            self.batch.update(int(getattr(self.stage, "batch_size", 0) or 0))
 
     def _emit(self, outcome):
         if outcome.error is not None:  # a dead letter for this episode, not the end of the job
             self.failed.inc()
             return TaggedOutput(FAILURES, outcome.error.to_dict())
         self.frames.inc(outcome.work.episode.num_steps)
+        self._bundle_frames += outcome.work.episode.num_steps
         return outcome.work
+
+
+def _device_and_dtype(stage) -> str:
+    """Where a loaded stage's models run, from the attributes its model objects carry (device, dtype)."""
+    found = []
+    for obj in [stage, *vars(stage).values(), *(v for d in vars(stage).values() if isinstance(d, dict)
+                                                 for v in d.values())]:
+        device = getattr(obj, "device", None)
+        if device is not None and not callable(device):
+            dtype = getattr(obj, "dtype_name", None) or getattr(obj, "dtype", None)
+            found.append(f"{type(obj).__name__} on {device}" + (f" ({dtype})" if dtype is not None else ""))
+    return "; ".join(dict.fromkeys(found)) or "no model (CPU code)"
+
+
+def check_cuda_visible(what: str) -> None:
+    """On a GPU preset a worker without a visible CUDA device fails at start: never a silent CPU fallback."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"{what}: this job runs on a GPU preset but CUDA is not visible on this worker "
+                           f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); refusing to run on CPU")
+    logger.info("%s: CUDA device %s (%s)", what, torch.cuda.get_device_name(0), torch.version.cuda)
 
 
 class _SampleFailed(Exception):
@@ -341,10 +387,9 @@ def data_fingerprint(source: SourceConfig) -> str:
     """The source's settings and a digest of its data's dataset_info/features, not where the data lies: the same
     data read from a local folder or a bucket gives the same config hash, so the same shards, and a job can resume
     after the data moved."""
-    from armdata.pipeline.sources.rlds import resolve_data_dir
-    from armdata.pipeline.statistics.actions import dataset_info_digest
+    from armdata.pipeline.sources.read import data_digest
 
-    body = source.fingerprint(with_location=False) + dataset_info_digest(resolve_data_dir(source))
+    body = source.fingerprint(with_location=False) + data_digest(source)
     return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
@@ -363,7 +408,25 @@ def annotate_sources(
         return _annotate_locked(sources, fs.absolute(out_dir), cfg, statistics, beam_args)
 
 
-def _annotate_locked(sources, out_dir: str, cfg: AnnotateConfig, statistics: dict, beam_args) -> AnnotateResult:
+@dataclass(frozen=True)
+class _JobPlan:
+    """What the launching process decides before building the pipeline: where the work goes, which episodes exist
+    and which are done, the shard plan, the failure budget."""
+
+    out_dir: str
+    config_hash: str
+    parts_dir: str
+    index_dir: str
+    shards_dir: str
+    all_ids: list[str]
+    done: set[str]
+    plan: ShardPlan
+    budget: FailureBudget
+    provenance: dict
+    fit_data: object = None  # camera fits for sources on the fit locator (beam_jobs/fit_cameras.py)
+
+
+def _plan_job(sources, out_dir: str, cfg: AnnotateConfig, statistics: dict, beam_args: list[str]) -> _JobPlan:
     for s in sources:  # a source file that does not match its data fails here, before anything is loaded
         check_against_data(s)
     uses_fit = {s.name: locator_for(cfg, s) == "fit" for s in sources}
@@ -379,25 +442,25 @@ def _annotate_locked(sources, out_dir: str, cfg: AnnotateConfig, statistics: dic
     for d in (parts_dir, index_dir, shards_dir):
         fs.makedirs(d)
     done = {fs.basename(f)[: -len(".tar")] for f in fs.glob(fs.join(parts_dir, "*.tar"))}
-    total = len(all_ids)
-    budget = FailureBudget(total, cfg.max_failure_fraction, fs.join(work, "stopped.json"))
+    budget = FailureBudget(len(all_ids), cfg.max_failure_fraction, fs.join(work, "stopped.json"))
     plan = ShardPlan.make(all_ids, cfg.output.episodes_per_shard)
-    num_shards = plan.num_shards
     fit_data = None
     if any(uses_fit.values()):
         from armdata.beam_jobs.fit_cameras import fit_cameras
 
         fit_data = fit_cameras(sources, cfg.trace, tables, work, beam_args)
         fs.write_bytes(fs.join(out_dir, FIT_FILE), json.dumps(fit_data.to_dict(), indent=1, sort_keys=True).encode())
-    provenance = _model_provenance(cfg, sources, fit_data, models)
-    logger.info("annotate: %d episodes, %d already done (config %s), %d shards", total, len(done), config_hash,
-                num_shards)
+    return _JobPlan(out_dir, config_hash, parts_dir, index_dir, shards_dir, all_ids, done, plan, budget,
+                    _model_provenance(cfg, sources, fit_data, models), fit_data)
 
+
+def _build_pipeline(job: _JobPlan, sources, cfg: AnnotateConfig, statistics: dict, beam_args) -> tuple:
+    """The annotate pipeline, not run: (pipeline, its sinks)."""
     p = make_pipeline(beam_args)
     stats_side = p | "Statistics" >> beam.Create([statistics])
     episodes, failures, skipped = [], [], []
     for s in sources:
-        skip = frozenset(k.split("__", 1)[1] for k in done if k.split("__", 1)[0] == s.name)
+        skip = frozenset(k.split("__", 1)[1] for k in job.done if k.split("__", 1)[0] == s.name)
         e, f, sk = read_standard_episodes_resumable(p, s, s.name, skip)
         episodes.append(e)
         failures.append(f)
@@ -406,16 +469,18 @@ def _annotate_locked(sources, out_dir: str, cfg: AnnotateConfig, statistics: dic
     stages = [
         ("Depth", DepthStage(cfg, sources), "depth"),
         ("DepthCodes", DepthCodeStage(cfg), "depth_codes"),
-        ("Trace", TraceStageRunner(cfg, sources, fit_data), "trace"),
+        ("Trace", TraceStageRunner(cfg, sources, job.fit_data), "trace"),
     ]
     cross_episode = finish_bundle_outputs_kept(beam_args)
     for label, stage, field_name in stages:
-        res = par_do(eps, label, BatchedStageFn(stage, field_name, across_episodes=cross_episode))
+        res = par_do(eps, label, BatchedStageFn(stage, field_name, across_episodes=cross_episode,
+                                                 require_cuda=cfg.require_cuda))
         eps = res[MAIN]
         failures.append(res[FAILURES])
-    written = par_do(eps, "Samples", WriteEpisodePart(SampleStage(cfg, config_hash), parts_dir, plan),
+    written = par_do(eps, "Samples", WriteEpisodePart(SampleStage(cfg, job.config_hash), job.parts_dir, job.plan),
                      AsSingleton(stats_side))
     failures.append(written[FAILURES])
+    plan = job.plan
     done_parts = (skipped | "AllSkipped" >> beam.Flatten()) | "DoneToShard" >> beam.Map(
         lambda ep_id: (plan.shard_of(ep_id), ep_id)
     )
@@ -423,11 +488,34 @@ def _annotate_locked(sources, out_dir: str, cfg: AnnotateConfig, statistics: dic
         (written[MAIN], done_parts)
         | "AllParts" >> beam.Flatten()
         | "ByShard" >> beam.GroupByKey()
-        | "WriteShards" >> beam.ParDo(WriteShard(parts_dir, shards_dir, index_dir, num_shards, config_hash))
+        | "WriteShards" >> beam.ParDo(WriteShard(job.parts_dir, job.shards_dir, job.index_dir, plan.num_shards,
+                                                 job.config_hash))
     )
     all_failures = failures | "AllFailures" >> beam.Flatten()
-    failures_written = write_failures(all_failures | "FailureBudget" >> beam.Map(budget.charge), out_dir)
-    run_with_budget(p, budget, fs.join(out_dir, FAILURES_FILE), sinks=[shards_written, failures_written])
+    failures_written = write_failures(all_failures | "FailureBudget" >> beam.Map(job.budget.charge), job.out_dir)
+    return p, [shards_written, failures_written]
+
+
+def annotate_pipeline(sources: list[SourceConfig], out_dir: str, cfg: AnnotateConfig, statistics: dict,
+                      beam_args: list[str]):
+    """The whole annotate pipeline on the runner ``beam_args`` name, constructed and not submitted (to inspect its
+    options and graph; ``annotate_sources`` runs it)."""
+    check_unique_sources(sources)
+    job = _plan_job(sources, fs.absolute(out_dir), cfg, statistics, beam_args)
+    p, sinks = _build_pipeline(job, sources, cfg, statistics, beam_args)
+    join_sinks(sinks)
+    return p
+
+
+def _annotate_locked(sources, out_dir: str, cfg: AnnotateConfig, statistics: dict, beam_args) -> AnnotateResult:
+    job = _plan_job(sources, out_dir, cfg, statistics, beam_args)
+    config_hash, parts_dir, index_dir, shards_dir = job.config_hash, job.parts_dir, job.index_dir, job.shards_dir
+    all_ids, done, num_shards, provenance = job.all_ids, job.done, job.plan.num_shards, job.provenance
+    total = len(all_ids)
+    logger.info("annotate: %d episodes, %d already done (config %s), %d shards", total, len(done), config_hash,
+                num_shards)
+    p, sinks = _build_pipeline(job, sources, cfg, statistics, beam_args)
+    run_with_budget(p, job.budget, fs.join(out_dir, FAILURES_FILE), sinks=sinks)
 
     names = [n for n in (shard_name(i, num_shards) for i in range(num_shards))
              if fs.exists(fs.join(index_dir, n + ".json")) and _current(shards_dir, n, config_hash)]
@@ -523,26 +611,26 @@ def add_config_flags(parser) -> None:
 
 
 def config_from_args(args) -> AnnotateConfig:
-    return load_config(
-        args.config,
-        args.set,
-        **{
-            "depth.model": args.depth_model,
-            "depth_tokenizer.checkpoint": args.depth_tokenizer,
-            "actions.tokenizer": args.tokenizer,
-            "trace.mode": args.trace_mode,
-            "trace.locator": args.locator,
-            "trace.tracker": args.tracker,
-            "trace.tracker_checkpoint": args.tracker_checkpoint,
-            "trace.tracker_device": args.tracker_device,
-            "trace.pointer_model": args.pointer_model,
-            "trace.pointer_trust_remote_code": args.pointer_trust_remote_code,
-            "trace.pointer_device": args.pointer_device,
-            "trace.points": args.points,
-            "output.episodes_per_shard": args.episodes_per_shard,
-            "max_failure_fraction": args.max_failure_fraction,
-        },
-    )
+    from armdata.beam_jobs.presets import preset_config
+
+    preset = preset_config(getattr(args, "preset", None))  # under the flags and --set, which win
+    flags = {
+        "depth.model": args.depth_model,
+        "depth_tokenizer.checkpoint": args.depth_tokenizer,
+        "actions.tokenizer": args.tokenizer,
+        "trace.mode": args.trace_mode,
+        "trace.locator": args.locator,
+        "trace.tracker": args.tracker,
+        "trace.tracker_checkpoint": args.tracker_checkpoint,
+        "trace.tracker_device": args.tracker_device,
+        "trace.pointer_model": args.pointer_model,
+        "trace.pointer_trust_remote_code": args.pointer_trust_remote_code,
+        "trace.pointer_device": args.pointer_device,
+        "trace.points": args.points,
+        "output.episodes_per_shard": args.episodes_per_shard,
+        "max_failure_fraction": args.max_failure_fraction,
+    }
+    return load_config(args.config, args.set, **{**preset, **{k: v for k, v in flags.items() if v is not None}})
 
 
 def configure(parser) -> None:

@@ -122,6 +122,7 @@ class AnnotateConfig(_Section):
     output: OutputSettings = Field(default_factory=OutputSettings)
     batch: BatchSettings = Field(default_factory=BatchSettings)
     max_failure_fraction: float = Field(0.05, description="the job fails only past this share of bad episodes")
+    require_cuda: bool = Field(False, description="workers fail at start without a visible CUDA device (GPU presets)")
     torch_threads: int = Field(1, description="threads per worker; 1 keeps results identical across worker counts")
 
     @property
