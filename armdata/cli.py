@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "annotate": ("armdata.beam_jobs.annotate", "episodes -> reasoning samples in sharded WebDataset"),
     "build": ("armdata.beam_jobs.build", "stats, annotate, index, card and audit in one command"),
     "demo": ("armdata.beam_jobs.build", "the whole chain on the built-in sample, no download"),
+    "plan": ("armdata.beam_jobs.plan_cmd", "counts, output size and model-hours of a build, before running it"),
     "audit": ("armdata.beam_jobs.audit_cmd", "HTML report and audit.json for a finished output"),
     "check": ("armdata.beam_jobs.audit_cmd", "check a finished output; non-zero exit on failure"),
     "export": ("armdata.beam_jobs.export_cmd", "write a finished output in another layout (MolmoAct, LeRobot)"),
