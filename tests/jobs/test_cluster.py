@@ -35,11 +35,14 @@ def models(tmp_path_factory) -> list[str]:
     from armdata.annotators.actions.tokenizer import make_test_tokenizer
     from armdata.annotators.depth.random_init import save_random_depth_anything
 
+    from depth_factory import save_tiny_depth_tokenizer
+
     d = tmp_path_factory.mktemp("models")
     tiny = save_random_depth_anything(d / "tiny-da", arch="tiny", seed=0)
     tok = make_test_tokenizer(d / "tok")
+    vae = save_tiny_depth_tokenizer(d / "vae.safetensors")
     return ["--depth-model", str(tiny), "--set", "depth.input_size=252", "--tokenizer", str(tok),
-            "--episodes-per-shard", "8", "--no-audit"]
+            "--depth-tokenizer", str(vae), "--episodes-per-shard", "8", "--no-audit"]
 
 
 @pytest.fixture(scope="module")

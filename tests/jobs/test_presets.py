@@ -32,7 +32,11 @@ def job_inputs(bridge_debug_dir, tmp_path_factory):
     (d / "bridge_debug.yaml").write_text(yaml.safe_dump(spec))
     tiny = save_random_depth_anything(d / "tiny-da", arch="tiny", seed=0)
     tok = make_test_tokenizer(d / "tok")
-    return [load_source(d / "bridge_debug.yaml")], {"depth.model": str(tiny), "actions.tokenizer": str(tok)}, d
+    from depth_factory import save_tiny_depth_tokenizer
+
+    vae = save_tiny_depth_tokenizer(d / "vae.safetensors")
+    return [load_source(d / "bridge_debug.yaml")], {"depth.model": str(tiny), "actions.tokenizer": str(tok),
+                                                    "depth_tokenizer.checkpoint": str(vae)}, d
 
 
 def _construct(preset: str, site: list[str], job_inputs, out: Path):
