@@ -78,3 +78,20 @@ def check_frame_indices(episode: StandardEpisode, frame_indices: Sequence[int]) 
     if idx.size and (idx.min() < 0 or idx.max() >= episode.num_steps):
         raise IndexError(f"frame indices must lie in [0, {episode.num_steps}), got {idx.min()}..{idx.max()}")
     return idx
+
+
+class FrameLocator:
+    """Base of the locators that look at frames alone (a pointer, a detector): ``locate`` is ``locate_frames`` on
+    the episode's primary frames at the asked indices, so a job can also batch frames of several episodes into
+    one ``locate_frames`` call."""
+
+    def locate_frames(self, frames: np.ndarray) -> list[LocateResult]:
+        raise NotImplementedError
+
+    def locate(
+        self, episode: StandardEpisode, source: SourceConfig, frame_indices: Sequence[int]
+    ) -> list[LocateResult]:
+        idx = check_frame_indices(episode, frame_indices)
+        if idx.size == 0:
+            return []
+        return self.locate_frames(episode.primary[idx])

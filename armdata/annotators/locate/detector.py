@@ -11,17 +11,14 @@ the user's cache or network provides.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from armdata.annotators.extras import require_extra
-from armdata.annotators.locate.base import LOCATORS, LocateResult, check_frame_indices
+from armdata.annotators.locate.base import LOCATORS, FrameLocator, LocateResult
 from armdata.schemas.errors import ArmdataError
-from armdata.schemas.records import StandardEpisode
-from armdata.schemas.source import SourceConfig
 
 NAME = "detector"
 log = logging.getLogger(__name__)
@@ -38,7 +35,7 @@ class DetectorConfig:
     device: str = "cpu"  # "cuda" on a GPU worker; asking for cuda without one raises
 
 
-class DetectorLocator:
+class DetectorLocator(FrameLocator):
     """Finds the gripper as the centre of the detector's best box for ``prompt``; ``calls`` counts frames asked."""
 
     name = NAME
@@ -110,14 +107,6 @@ class DetectorLocator:
                 out.append(LocateResult((float(u), float(v)), float(np.clip(score, 0, 1)), NAME,
                                         size_px=size if size > 0 else None))
         return out
-
-    def locate(
-        self, episode: StandardEpisode, source: SourceConfig, frame_indices: Sequence[int]
-    ) -> list[LocateResult]:
-        idx = check_frame_indices(episode, frame_indices)
-        if idx.size == 0:
-            return []
-        return self.locate_frames(episode.primary[idx])
 
 
 LOCATORS.register(NAME, DetectorLocator)

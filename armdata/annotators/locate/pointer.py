@@ -17,18 +17,16 @@ import json
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
-from armdata.annotators.locate.base import LOCATORS, LocateResult, check_frame_indices
+from armdata.annotators.locate.base import LOCATORS, FrameLocator, LocateResult
 from armdata.annotators.locate.parse import choose_point, parse_points
 from armdata.annotators.extras import require_extra
 from armdata.schemas.errors import ArmdataError
-from armdata.schemas.records import StandardEpisode
-from armdata.schemas.source import SourceConfig
 
 NAME = "pointer"
 log = logging.getLogger(__name__)
@@ -75,7 +73,7 @@ def _read_model_type(model: str) -> str:
     return str(cfg.get("model_type", ""))
 
 
-class PointerLocator:
+class PointerLocator(FrameLocator):
     """Asks a pointing VLM for the gripper on each frame it is given; ``calls`` counts frames asked.
 
     ``processor_factory`` builds the processor from the checkpoint path (default: ``AutoProcessor.from_pretrained``);
@@ -195,14 +193,6 @@ class PointerLocator:
                 conf = self.cfg.confidence * (0.8 if reason else 1.0)
                 results.append(LocateResult(uv, conf, NAME, reason))
         return results
-
-    def locate(
-        self, episode: StandardEpisode, source: SourceConfig, frame_indices: Sequence[int]
-    ) -> list[LocateResult]:
-        idx = check_frame_indices(episode, frame_indices)
-        if idx.size == 0:
-            return []
-        return self.locate_frames(episode.primary[idx])
 
     def provenance(self) -> dict[str, Any]:
         """What produced the points: the model, its family, the prompt (for the output's provenance)."""
