@@ -22,6 +22,15 @@ def check_key(key: str, what: str = "key") -> str:
     return key
 
 
+def as_frames(frames, axis: str = "N") -> np.ndarray:
+    """``frames`` as an array, checked to be RGB uint8 ``[axis, H, W, 3]`` (``axis`` names the first dimension in
+    the message: N frames of a batch, T steps of an episode). A wrong shape is a caller's bug: ValueError."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 [{axis}, H, W, 3], got {frames.dtype} {list(frames.shape)}")
+    return frames
+
+
 @dataclass(frozen=True)
 class Episode:
     """One RLDS episode as read, before any source-specific mapping.

@@ -46,6 +46,7 @@ import cv2
 import numpy as np
 
 from armdata.schemas.errors import ArmdataError
+from armdata.schemas.records import as_frames
 
 logger = logging.getLogger(__name__)
 
@@ -344,9 +345,7 @@ class DepthAnythingBackend(DepthBackend):
 
         if self.model is None:
             raise RuntimeError("call setup() first")
-        frames = np.asarray(frames)
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise ValueError(f"frames must be uint8 [N, H, W, 3], got {frames.dtype} {list(frames.shape)}")
+        frames = as_frames(frames, "N")
         h, w = frames.shape[1:3]
         out = np.empty(frames.shape[:3], dtype=np.float32)
         size = {"height": self.input_size, "width": self.input_size}

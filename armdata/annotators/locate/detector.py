@@ -19,6 +19,7 @@ import numpy as np
 from armdata.annotators.extras import require_extra
 from armdata.annotators.locate.base import LOCATORS, FrameLocator, LocateResult
 from armdata.schemas.errors import ArmdataError
+from armdata.schemas.records import as_frames
 
 NAME = "detector"
 log = logging.getLogger(__name__)
@@ -87,9 +88,7 @@ class DetectorLocator(FrameLocator):
         """Detect on frames uint8 [N, H, W, 3]; one result per frame."""
         if self.model is None:
             raise ArmdataError("detector: setup() was not called")
-        frames = np.asarray(frames)
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise ValueError(f"frames must be uint8 [N, H, W, 3], got {frames.dtype} {frames.shape}")
+        frames = as_frames(frames, "N")
         h, w = frames.shape[1:3]
         out: list[LocateResult] = []
         for start in range(0, len(frames), max(1, self.cfg.batch_size)):

@@ -27,6 +27,7 @@ from armdata.annotators.locate.base import LOCATORS, FrameLocator, LocateResult
 from armdata.annotators.locate.parse import choose_point, parse_points
 from armdata.annotators.extras import require_extra
 from armdata.schemas.errors import ArmdataError
+from armdata.schemas.records import as_frames
 
 NAME = "pointer"
 log = logging.getLogger(__name__)
@@ -179,9 +180,7 @@ class PointerLocator(FrameLocator):
 
     def locate_frames(self, frames: np.ndarray) -> list[LocateResult]:
         """Point on frames uint8 [N, H, W, 3]; one result per frame."""
-        frames = np.asarray(frames)
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise ValueError(f"frames must be uint8 [N, H, W, 3], got {frames.dtype} {frames.shape}")
+        frames = as_frames(frames, "N")
         h, w = frames.shape[1:3]
         merge_px = self.cfg.merge_frac * math.hypot(h, w)
         results = []

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+from armdata.schemas.records import as_frames
 from armdata.schemas.registry import Registry
 
 
@@ -50,9 +51,7 @@ TRACKERS: Registry[Callable[..., Tracker]] = Registry("tracker")
 
 def check_inputs(frames: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Validate shapes and ranges; returns (frames, queries as float64 [N, 3])."""
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
+    frames = as_frames(frames, "T")
     q = np.asarray(queries, dtype=np.float64).reshape(-1, 3)
     t = frames.shape[0]
     if q.size and (not np.isfinite(q).all() or q[:, 0].min() < 0 or q[:, 0].max() > t - 1):
